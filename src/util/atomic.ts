@@ -1,0 +1,44 @@
+/**
+ * Atomic output: a file appears whole or not at all. Data goes to a temp file in the same
+ * directory (so rename cannot cross file systems), is fsynced, then renamed over the target.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+function tempName(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+async function writeSynced(file: string, chunks: Iterable<Uint8Array>): Promise<void> {
+  const fh = await open(file, 'wx', 0o644);
+  try {
+    for (const c of chunks) await fh.write(c);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function writeFileAtomic(target: string, data: Uint8Array | Iterable<Uint8Array>): Promise<void> {
+  await writeFilesAtomic([{ path: target, data }]);
+}
+
+/**
+ * Write several files so that either all of them are replaced or none is: everything is written
+ * to temp files first; only when all succeeded are they renamed into place.
+ */
+export async function writeFilesAtomic(files: { path: string; data: Uint8Array | Iterable<Uint8Array> }[]): Promise<void> {
+  const temps: string[] = [];
+  try {
+    for (const f of files) {
+      const t = tempName(f.path);
+      temps.push(t);
+      await writeSynced(t, f.data instanceof Uint8Array ? [f.data] : f.data);
+    }
+    for (let i = 0; i < files.length; i++) await rename(temps[i]!, files[i]!.path);
+  } catch (e) {
+    await Promise.all(temps.map((t) => rm(t, { force: true })));
+    throw e;
+  }
+}
