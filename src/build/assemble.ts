@@ -15,8 +15,8 @@ import type { ContainerSpec, LoadedConfig } from '../spec/types.js';
 import { UserError } from '../util/errors.js';
 import type { ImageResolver, ResolvedImage } from './images.js';
 import { imageRootfs, RESOLVCONF_SYMLINK } from './image-rootfs.js';
-import { containerConfig } from './oci-config.js';
-import { type RuntimeConfig, type RuntimeMount, runtimeScript } from './runtime-script.js';
+import { containerConfig, containerIdMap, imageRoot } from './oci-config.js';
+import { runtimeScript } from './runtime-script.js';
 
 export interface Assembled {
   kernel?: Uint8Array;
@@ -58,41 +58,19 @@ export async function assemble(
 
   // An image used by several containers is stored once; the others bind or overlay it.
   const extracted = new Map<string, string>();
+  const idMap = containerIdMap(config);
   const bundle = async (section: string, prefix: string, spec: ContainerSpec) => {
     const img = images.get(spec.image)!;
-    const plan = containerConfig(spec, img.config);
     const dir = `containers/${section}/${prefix}${spec.name}`;
-    const extractTo = `${dir}/${plan.readonly ? 'rootfs' : 'lower'}`;
-    let rootDir = extracted.get(img.digest);
-    if (rootDir === undefined) {
-      root.graft(imageRootfs(await resolver.tree(img), { mtime }), extractTo, dirs);
-      extracted.set(img.digest, extractTo);
-      rootDir = extractTo;
+    const plan = containerConfig(spec, img.config, { idMap, bundle: dir, sharedRoot: extracted.get(img.digest) });
+    if (plan.extractTo !== null) {
+      root.graft(imageRootfs(await resolver.tree(img), { mtime }), `${dir}/${plan.extractTo}`, dirs);
+      extracted.set(img.digest, imageRoot(dir, plan.readonly));
     }
-    root.ensureDir(`${dir}/rootfs`, dirs);
-    let rootfsMounts: RuntimeMount[];
-    if (plan.readonly) {
-      // A bind (from itself or from the first copy) makes rootfs a mount point, as runc prefers.
-      rootfsMounts = [{ source: `/${rootDir}`, destination: `/${dir}/rootfs`, options: ['bind'] }];
-    } else {
-      root.ensureDir(`${dir}/tmp`, dirs);
-      rootfsMounts = [
-        { source: 'tmpfs', type: 'tmpfs', destination: `/${dir}/tmp` },
-        { destination: `/${dir}/tmp`, options: ['remount', 'private'] },
-        {
-          source: 'overlay',
-          type: 'overlay',
-          destination: `/${dir}/rootfs`,
-          options: [`lowerdir=/${rootDir}`, `upperdir=/${dir}/tmp/upper`, `workdir=/${dir}/tmp/work`],
-        },
-      ];
-    }
-    const runtime = { ...(plan.runtime as RuntimeConfig) };
-    runtime.mounts = [...rootfsMounts, ...(runtime.mounts ?? [])];
-    if (!plan.readonly) runtime.mkdir = [`/${dir}/tmp/upper`, `/${dir}/tmp/work`, ...(runtime.mkdir ?? [])];
-    file(`${dir}/config.json`, utf8(JSON.stringify(plan.config, null, 4)));
-    file(`${dir}/runtime.json`, utf8(JSON.stringify(runtime, null, 4)));
-    file(`${dir}/runtime.sh`, utf8(runtimeScript(runtime)));
+    for (const d of plan.emptyDirs) root.ensureDir(`${dir}/${d}`, dirs);
+    file(`${dir}/config.json`, utf8(plan.configJson));
+    file(`${dir}/runtime.json`, utf8(plan.runtimeJson));
+    file(`${dir}/runtime.sh`, utf8(runtimeScript(plan.runtime)));
   };
   const seq = (i: number) => `${String(i).padStart(3, '0')}-`;
   for (const [i, c] of config.onboot.entries()) await bundle('onboot', seq(i), c);

@@ -32,6 +32,13 @@ function mountCommands(m: RuntimeMount): string[] {
   const cmds: string[] = [];
   const remount = rest.includes('remount');
   if (!remount) cmds.push(`mkdir -p ${dest}`);
+  // An overlay's upper and work dirs must exist; upstream's init makes them, so do we.
+  if (m.type === 'overlay') {
+    for (const o of rest) {
+      const dir = /^(?:upperdir|workdir)=(.+)$/.exec(o)?.[1];
+      if (dir) cmds.push(`mkdir -p ${shQuote(dir)}`);
+    }
+  }
   if (remount || m.source !== undefined || m.type !== undefined || rest.length > 0) {
     const args = ['mount'];
     const isBind = rest.includes('bind') || rest.includes('rbind');
