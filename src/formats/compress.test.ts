@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { UserError } from '../util/errors.js';
+import { decompress, gzip, sniffCompression } from './compress.js';
+
+function have(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+/** Run a host tool as a filter. */
+function filter(cmd: string, args: string[], input: Uint8Array): Buffer {
+  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Some compressible but not trivial bytes: text with counters and a little noise. */
+function sampleData(n: number): Buffer {
+  const parts: string[] = [];
+  let len = 0;
+  for (let i = 0; len < n; i++) {
+    const line = `line ${i} ${(i * 2654435761) % 1000003} lorem ipsum dolor sit amet ${i % 7 === 0 ? 'x'.repeat(i % 50) : ''}\n`;
+    parts.push(line);
+    len += line.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, n);
+}
+
+const data = sampleData(300_000);
+
+describe('decompress', () => {
+  it('returns uncompressed data as is', async () => {
+    assert.equal(sniffCompression(data), 'none');
+    assert.equal(await decompress(data), data);
+    assert.deepEqual(await decompress(new Uint8Array(0)), new Uint8Array(0));
+  });
+
+  it('reads gzip from the host gzip, multi-member too', {
+    skip: have('gzip') ? false : 'gzip not installed',
+  }, async () => {
+    const gz = filter('gzip', ['-9'], data);
+    assert.equal(sniffCompression(gz), 'gzip');
+    assert.deepEqual(Buffer.from(await decompress(gz)), data);
+    const two = Buffer.concat([
+      filter('gzip', [], Buffer.from('first ')),
+      filter('gzip', [], Buffer.from('second')),
+    ]);
+    assert.equal(Buffer.from(await decompress(two)).toString(), 'first second');
+    await assert.rejects(decompress(gz.subarray(0, gz.length - 100)), UserError);
+  });
+
+  it('reads xz from the host xz, several streams too', {
+    skip: have('xz') ? false : 'xz not installed',
+  }, async () => {
+    const xz = filter('xz', ['-6'], data);
+    assert.equal(sniffCompression(xz), 'xz');
+    assert.deepEqual(Buffer.from(await decompress(xz)), data);
+    const two = Buffer.concat([
+      filter('xz', [], Buffer.from('first ')),
+      filter('xz', [], Buffer.from('second')),
+    ]);
+    assert.equal(Buffer.from(await decompress(two)).toString(), 'first second');
+    await assert.rejects(decompress(xz.subarray(0, xz.length / 2)), /truncated/);
+    const corrupt = Buffer.from(xz);
+    corrupt[200] ^= 0xff;
+    await assert.rejects(decompress(corrupt), UserError);
+    // A failure must not leave the decoder locked: the next call still works.
+    assert.deepEqual(Buffer.from(await decompress(xz)), data);
+  });
+
+  it('reads zstd from the host zstd, several frames too', {
+    skip: have('zstd') ? false : 'zstd not installed',
+  }, async () => {
+    const zst = filter('zstd', ['-19', '-c'], data);
+    assert.equal(sniffCompression(zst), 'zstd');
+    assert.deepEqual(Buffer.from(await decompress(zst)), data);
+    const two = Buffer.concat([
+      filter('zstd', ['-c'], Buffer.from('first ')),
+      filter('zstd', ['-c'], Buffer.from('second')),
+    ]);
+    assert.equal(Buffer.from(await decompress(two)).toString(), 'first second');
+    await assert.rejects(decompress(zst.subarray(0, 100)), UserError);
+  });
+
+  it('refuses bzip2 with a UserError', { skip: have('bzip2') ? false : 'bzip2 not installed' }, async () => {
+    const bz = filter('bzip2', [], data);
+    assert.equal(sniffCompression(bz), 'bzip2');
+    await assert.rejects(decompress(bz), /bzip2 compression is not supported/);
+  });
+
+  it('decompresses ~20 MB of xz in reasonable time', {
+    skip: have('xz') ? false : 'xz not installed',
+  }, async (t) => {
+    // Real binaries and text, like a .deb's data.tar: the host's /usr/bin plus generated text.
+    const parts: Buffer[] = [];
+    let size = 0;
+    for (const f of readdirSync('/usr/bin').sort()) {
+      const p = join('/usr/bin', f);
+      const st = statSync(p, { throwIfNoEntry: false });
+      if (!st?.isFile() || size + st.size > 12_000_000) continue;
+      parts.push(readFileSync(p));
+      size += st.size;
+    }
+    parts.push(sampleData(20_000_000 - size));
+    const input = Buffer.concat(parts);
+    const xz = filter('xz', ['-1', '-T1'], input);
+    const t0 = performance.now();
+    const out = await decompress(xz);
+    const ms = performance.now() - t0;
+    const t1 = performance.now();
+    filter('xz', ['-d'], xz);
+    const hostMs = performance.now() - t1;
+    t.diagnostic(
+      `xz-decompress: ${(input.length / 1e6).toFixed(1)} MB from ${(xz.length / 1e6).toFixed(1)} MB in ${ms.toFixed(0)} ms (host xz -d: ${hostMs.toFixed(0)} ms incl. spawn)`,
+    );
+    assert.ok(Buffer.from(out.buffer, out.byteOffset, out.byteLength).equals(input));
+    assert.ok(ms < 20_000, `xz decompression took ${ms} ms`);
+  });
+});
+
+describe('gzip', () => {
+  it('is deterministic and readable by the host gzip', {
+    skip: have('gzip') ? false : 'gzip not installed',
+  }, () => {
+    const a = gzip(data);
+    assert.deepEqual(gzip(data), a);
+    assert.deepEqual(a.subarray(4, 8), Buffer.alloc(4)); // MTIME 0
+    assert.deepEqual(filter('gzip', ['-dc'], a), data);
+    const fast = gzip(data, 1);
+    assert.notDeepEqual(fast, a);
+    assert.deepEqual(filter('gzip', ['-dc'], fast), data);
+  });
+
+  it('round-trips through decompress', async () => {
+    assert.deepEqual(Buffer.from(await decompress(gzip(data, 9))), data);
+  });
+});

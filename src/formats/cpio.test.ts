@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { FsEntry } from '../fs/tree.js';
+import { UserError } from '../util/errors.js';
+import { readCpio, writeCpio } from './cpio.js';
+
+function have(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+function run(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer } = {}): string {
+  const r = spawnSync(cmd, args, {
+    ...opts,
+    encoding: 'utf8',
+    env: { ...process.env, LC_ALL: 'C.UTF-8', TZ: 'UTC' },
+  });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'cpio-test-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const libc = Buffer.alloc(100_003, 0x5a); // odd size: exercises the padding
+const e = (p: Partial<FsEntry> & Pick<FsEntry, 'path' | 'kind'>): FsEntry => ({
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: 1700000000,
+  ...p,
+});
+function sample(): FsEntry[] {
+  return [
+    e({ path: 'a', kind: 'dir', mode: 0o755 }),
+    e({ path: 'a/libc.so', kind: 'file', mode: 0o755, data: libc }),
+    e({ path: 'a/sh', kind: 'symlink', mode: 0o777, target: '/bin/busybox' }),
+    e({ path: 'b', kind: 'dir', mode: 0o700, uid: 1000, gid: 100 }),
+    e({ path: 'b/copy-of-libc', kind: 'file', mode: 0o755, data: Buffer.from(libc) }), // equal bytes, other object
+    e({ path: 'b/empty1', kind: 'file', data: Buffer.alloc(0) }),
+    e({ path: 'b/empty2', kind: 'file', data: Buffer.alloc(0) }),
+    e({ path: 'b/same-bytes-other-mode', kind: 'file', mode: 0o4755, data: Buffer.from(libc) }),
+    e({ path: 'b/unique', kind: 'file', uid: 1000, gid: 100, data: Buffer.from('unique\n') }),
+    e({ path: 'c', kind: 'dir', mode: 0o755 }),
+    e({ path: 'c/third-libc', kind: 'file', mode: 0o755, data: libc }),
+    e({ path: 'dev', kind: 'dir', mode: 0o755 }),
+    e({ path: 'dev/console', kind: 'char', mode: 0o600, devmajor: 5, devminor: 1 }),
+    e({ path: 'dev/vda', kind: 'block', mode: 0o660, gid: 6, devmajor: 254, devminor: 0 }),
+    e({ path: 'init', kind: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\nexec /sbin/init\n') }),
+  ];
+}
+
+describe('writeCpio', () => {
+  const cpio = writeCpio(sample());
+  const file = join(work, 'initrd.cpio');
+  writeFileSync(file, cpio);
+  const back = [...readCpio(cpio)];
+  const get = (n: string) => back.find((x) => x.name === n)!;
+
+  it('is byte-identical on rewrite and 4-aligned', () => {
+    assert.deepEqual(writeCpio(sample()), cpio);
+    assert.equal(cpio.length % 4, 0);
+    assert.equal(cpio.subarray(0, 6).toString(), '070701');
+  });
+
+  it('numbers inodes in entry order and links identical files, data on the last', () => {
+    assert.deepEqual(
+      back.map((x) => x.name),
+      sample().map((x) => x.path),
+    );
+    const links = ['a/libc.so', 'b/copy-of-libc', 'c/third-libc'].map(get);
+    assert.deepEqual(
+      links.map((x) => [x.ino, x.nlink, x.data.length]),
+      [
+        [2, 3, 0],
+        [2, 3, 0],
+        [2, 3, libc.length],
+      ],
+    );
+    assert.deepEqual(Buffer.from(links[2]!.data), libc);
+    // Same bytes but another mode cannot share the inode; empty files are not linked.
+    const other = get('b/same-bytes-other-mode');
+    assert.equal(other.nlink, 1);
+    assert.notEqual(other.ino, 2);
+    assert.equal(other.data.length, libc.length);
+    assert.notEqual(get('b/empty1').ino, get('b/empty2').ino);
+    assert.deepEqual(
+      back.map((x) => x.ino),
+      [1, 2, 3, 4, 2, 5, 6, 7, 8, 9, 2, 10, 11, 12, 13],
+    );
+    assert.equal(get('a/sh').mode, 0o120777);
+    assert.equal(Buffer.from(get('a/sh').data).toString(), '/bin/busybox');
+    assert.equal(get('dev/console').mode, 0o020600);
+    assert.deepEqual([get('dev/vda').devmajor, get('dev/vda').devminor], [254, 0]);
+    assert.equal(get('b').mode, 0o040700);
+    assert.equal(get('b/unique').uid, 1000);
+    assert.equal(get('init').mtime, 1700000000);
+  });
+
+  it('lists correctly with GNU cpio', { skip: have('cpio') ? false : 'cpio not installed' }, () => {
+    const out = run('cpio', ['-t', '-v', '--numeric-uid-gid', '-F', file]);
+    assert.match(out, /^drwxr-xr-x +2 0 +0 +0 Nov 14 +2023 a$/m);
+    assert.match(out, /^-rwxr-xr-x +3 0 +0 +100003 Nov 14 +2023 c\/third-libc$/m);
+    assert.match(out, /^lrwxrwxrwx +1 0 +0 +12 .* a\/sh -> \/bin\/busybox$/m);
+    assert.match(out, /^drwx------ +2 1000 +100 .* b$/m);
+    assert.match(out, /^-rwsr-xr-x +1 0 +0 +100003 .* b\/same-bytes-other-mode$/m);
+    assert.match(out, /^crw------- +1 0 +0 +5, +1 .* dev\/console$/m);
+    assert.match(out, /^brw-rw---- +1 0 +6 +254, +0 .* dev\/vda$/m);
+    assert.equal(out.trim().split('\n').length, sample().length);
+  });
+
+  it('lists correctly with bsdtar', { skip: have('bsdtar') ? false : 'bsdtar not installed' }, () => {
+    const out = run('bsdtar', ['-tvf', file, '--numeric-owner']);
+    assert.match(out, /^lrwxrwxrwx .* a\/sh -> \/bin\/busybox$/m);
+    assert.match(out, /^-rw-r--r-- +1 1000 +100 +7 Nov 14 +2023 b\/unique$/m);
+    assert.match(out, /^crw------- .* 5,1 .* dev\/console$/m);
+    assert.equal(out.trim().split('\n').length, sample().length);
+  });
+
+  it('extracts correctly with cpio -idm, deduplicated files in full', {
+    skip: have('cpio') ? false : 'cpio not installed',
+  }, () => {
+    const dest = join(work, 'x');
+    mkdirSync(dest);
+    // Device nodes left out: mknod needs privileges a CI user may not have.
+    run('cpio', ['-idm', '--quiet', '--no-absolute-filenames', '-F', file, '--nonmatching', 'dev/*'], {
+      cwd: dest,
+    });
+    for (const s of sample()) {
+      if (s.kind === 'file') assert.deepEqual(readFileSync(join(dest, s.path)), Buffer.from(s.data!), s.path);
+      if (s.kind === 'symlink') assert.equal(readlinkSync(join(dest, s.path)), s.target);
+      if (s.kind === 'file' || s.kind === 'dir')
+        assert.equal(lstatSync(join(dest, s.path)).mode & 0o7777, s.mode, s.path);
+    }
+    const ino = (p: string) => statSync(join(dest, p)).ino;
+    assert.equal(ino('a/libc.so'), ino('c/third-libc'));
+    assert.equal(ino('a/libc.so'), ino('b/copy-of-libc'));
+    assert.notEqual(ino('a/libc.so'), ino('b/same-bytes-other-mode'));
+    assert.equal(statSync(join(dest, 'init')).mtimeMs, 1700000000 * 1000);
+  });
+
+  it('rejects what newc cannot hold, and bad input', () => {
+    assert.throws(
+      () => writeCpio([e({ path: 'x', kind: 'file', uid: 2 ** 32, data: Buffer.alloc(1) })]),
+      UserError,
+    );
+    assert.throws(() => [...readCpio(cpio.subarray(0, 200))], /truncated/);
+    assert.throws(() => [...readCpio(Buffer.from('070707'.padEnd(200, '0')))], /bad magic/);
+  });
+});
