@@ -22,8 +22,8 @@ import { kernelImageTree } from './kernel.js';
 /** Bumped when the builder's output for the same inputs changes, so old tags are not reused. */
 const BUILDER_VERSION = '1';
 
-/** Paths Debian packages ship that a minimal image never needs. */
-const PRUNED_PREFIXES = [
+/** Paths Debian packages ship that a minimal image never needs (build.yml's prune adds more). */
+const DEFAULT_PRUNE = [
   'usr/share/doc',
   'usr/share/man',
   'usr/share/info',
@@ -32,6 +32,27 @@ const PRUNED_PREFIXES = [
   'usr/share/bug',
   'usr/share/bash-completion',
 ];
+
+/**
+ * A path glob as a matcher: `*` matches within one path component, `**` any number of them;
+ * a pattern also matches everything below what it matches (pruning a dir prunes its contents).
+ */
+export function globMatcher(patterns: string[]): (path: string) => boolean {
+  const res = patterns.map((g) => {
+    const body = g
+      .replace(/^\/+/, '')
+      .split(/(\*\*\/?|\*|\?)/)
+      .map((part) => {
+        if (part === '**' || part === '**/') return '.*';
+        if (part === '*') return '[^/]*';
+        if (part === '?') return '[^/]';
+        return part.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+      })
+      .join('');
+    return new RegExp(`^${body}(?:/.*)?$`);
+  });
+  return (path) => res.some((r) => r.test(path));
+}
 
 export interface PkgOptions {
   /** The OCI image-layout cache. */
@@ -140,12 +161,10 @@ async function packageTree(plan: PkgPlan): Promise<FsTree> {
   if (archive) {
     // Fetch in parallel (bounded), then unpack in name order so overlaps resolve the same way.
     const debs = await mapLimit(plan.debs, 4, (d) => archive.fetchDeb(d));
+    const pruned = globMatcher([...DEFAULT_PRUNE, ...(plan.yml.debian?.prune ?? [])]);
     for (let i = 0; i < debs.length; i++) {
-      const { data } = await readDeb(debs[i]!);
-      for (const e of data.entries()) {
-        if (PRUNED_PREFIXES.some((p) => e.path === p || e.path.startsWith(`${p}/`))) continue;
-        tree.set(e);
-      }
+      const { data } = await readDeb(debs[i]!, plan.debs[i]!.name);
+      for (const e of data.entries()) if (!pruned(e.path)) tree.set(e);
     }
   }
   if (plan.yml.kernel) tree = kernelImageTree(tree, plan.yml.kernel.modules);

@@ -2,7 +2,7 @@
  * build.yml: how a package image is made from Debian packages and files.
  *
  *   image: NAME                 tag becomes linuxkit/NAME:<hash of all inputs>
- *   debian: { suite, components, packages, exclude }
+ *   debian: { suite, components, packages, exclude, prune }
  *   files: [{ path, source | contents | directory | symlink, mode }]
  *   entrypoint / cmd / env / workdir    the image config
  *   config: { ... }             the org.mobyproject.config label (upstream build.yml's `config:`)
@@ -42,6 +42,8 @@ export const buildYmlSchema = z.strictObject({
       components: z.array(z.string().min(1)).default(['main']),
       packages: z.array(z.string().min(1)).min(1),
       exclude: z.array(z.string().min(1)).default([]),
+      /** Path globs dropped from the packages' files, on top of docs, man pages and locales. */
+      prune: z.array(z.string().min(1)).default([]),
     })
     .optional(),
   files: z.array(buildFileSchema).default([]),
