@@ -8,11 +8,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { readDeb } from '../debian/deb.js';
-import { resolve } from '../debian/resolve.js';
-import { testArchive } from '../debian/testing.js';
+import { debianCloudKernel } from '../debian/testing.js';
 import { treeFromTar } from '../fs/layer.js';
-import type { FsTree } from '../fs/tree.js';
 import { kernelImageTree } from './kernel.js';
 
 const hasDepmod = (() => {
@@ -24,18 +21,8 @@ const hasDepmod = (() => {
   }
 })();
 
-async function debianKernel(): Promise<FsTree> {
-  const archive = testArchive();
-  const index = await archive.packages();
-  const { packages } = resolve(index, ['linux-image-cloud-amd64'], {
-    exclude: ['kmod', 'linux-base', 'initramfs-tools', 'linux-initramfs-tool'],
-  });
-  const image = packages.find((p) => p.name.startsWith('linux-image-6'))!;
-  return (await readDeb(await archive.fetchDeb(image))).data;
-}
-
 test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writes it', { skip: !hasDepmod && 'depmod (kmod) is not installed', timeout: 300_000 }, async () => {
-  const pkg = await debianKernel();
+  const pkg = (await debianCloudKernel()).tree;
   const wanted = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_console', 'virtio_rng', 'overlay'];
   const img = kernelImageTree(pkg, wanted);
   const kernel = img.get('kernel')!.data!;

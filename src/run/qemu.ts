@@ -1,0 +1,355 @@
+/**
+ * Running a LinuxKit kernel + initrd under qemu-system-x86_64, and choosing the accelerator.
+ *
+ * KVM cannot be trusted just because /dev/kvm opens: on some hosts KVM_RUN hangs for ever
+ * (and `accel=kvm:tcg` does not fall back, it hangs too). So probeAccel boots a real guest: a
+ * 512-byte boot sector that writes to qemu's isa-debug-exit port, under KVM, in a child with a
+ * deadline. Only if qemu then exits with the debug-exit status is KVM used.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic.js';
+import { UserError } from '../util/errors.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export const DEFAULT_QEMU = 'qemu-system-x86_64';
+const QEMU_PACKAGE = 'qemu-system-x86';
+
+/** The port and value the probe's boot sector writes; qemu then exits with (value << 1) | 1. */
+const DEBUG_EXIT_PORT = 0xf4;
+const DEBUG_EXIT_VALUE = 0x01;
+const DEBUG_EXIT_STATUS = (DEBUG_EXIT_VALUE << 1) | 1;
+
+/**
+ * A BIOS boot sector (loaded at 0000:7c00, real mode):
+ *   b0 01     mov al, 1
+ *   e6 f4     out 0xf4, al      ; isa-debug-exit: qemu exits with status 3
+ *   f4        hlt
+ *   eb fd     jmp -3            ; back to hlt, should the write not end qemu
+ * zero padding, and the 55 aa signature at offset 510.
+ */
+export function probeBootSector(): Buffer {
+  const b = Buffer.alloc(512);
+  Buffer.from([0xb0, DEBUG_EXIT_VALUE, 0xe6, DEBUG_EXIT_PORT, 0xf4, 0xeb, 0xfd]).copy(b, 0);
+  b[510] = 0x55;
+  b[511] = 0xaa;
+  return b;
+}
+
+/** The path of `cmd` on PATH (or cmd itself if it names a file), or undefined. */
+async function findExecutable(cmd: string): Promise<string | undefined> {
+  const candidates = cmd.includes('/')
+    ? [cmd]
+    : (process.env.PATH ?? '')
+        .split(':')
+        .filter(Boolean)
+        .map((d) => path.join(d, cmd));
+  for (const c of candidates) {
+    try {
+      await access(c, fsConstants.X_OK);
+      if ((await stat(c)).isFile()) return c;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+async function requireQemu(qemu: string): Promise<string> {
+  const found = await findExecutable(qemu);
+  if (!found) throw new UserError(`${qemu} not found: install it with \`apt-get install ${QEMU_PACKAGE}\``);
+  return found;
+}
+
+function cpuArgs(accel: Accel): string[] {
+  // -cpu host only exists with KVM; TCG's default model boots the Debian kernel fine.
+  return accel === 'kvm' ? ['-cpu', 'host'] : [];
+}
+
+/** Kill a child (its pid only) and wait until it is gone. */
+function killAndWait(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+/**
+ * Does a guest run to completion under `accel`? Boots the probe boot sector in a child qemu,
+ * killed (by its pid) after timeoutMs; true only if it exits with the debug-exit status.
+ */
+export async function bootProbe(qemu: string, accel: Accel, timeoutMs: number): Promise<boolean> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'linuxkit-accel-'));
+  try {
+    const disk = path.join(dir, 'boot.img');
+    await writeFile(disk, probeBootSector());
+    // SeaBIOS cannot read a one-sector disk ("could not read the boot disk"); 1 MiB, sparse, it can.
+    await truncate(disk, 1 << 20);
+    const args = [
+      '-machine',
+      `q35,accel=${accel}`,
+      ...cpuArgs(accel),
+      '-m',
+      '16',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-serial',
+      'none',
+      '-device',
+      `isa-debug-exit,iobase=0x${DEBUG_EXIT_PORT.toString(16)},iosize=0x04`,
+      '-drive',
+      `file=${disk},format=raw,if=ide`,
+    ];
+    const child = spawn(qemu, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        void killAndWait(child).then(() => resolve(null));
+      }, timeoutMs);
+      child.once('error', () => {
+        clearTimeout(timer);
+        resolve(null);
+      });
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    return code === DEBUG_EXIT_STATUS;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function qemuVersion(qemu: string): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(qemu, ['--version'], { timeout: 10_000 }, (err, stdout) =>
+      resolve(err ? '' : stdout.split('\n')[0]!.trim()),
+    );
+  });
+}
+
+function defaultCacheDir(): string {
+  return process.env.LINUXKIT_CACHE ?? path.join(os.homedir(), '.linuxkit', 'cache');
+}
+
+const memo = new Map<string, Promise<Accel>>();
+
+export interface ProbeOptions {
+  /** Where the answer is kept between runs (file accel-probe.json); default the image cache. */
+  cacheDir?: string;
+  /** How long the KVM test guest may take before KVM counts as hung. */
+  timeoutMs?: number;
+}
+
+/**
+ * 'kvm' if a KVM guest really runs here, else 'tcg'. LINUXKIT_QEMU_ACCEL=kvm|tcg overrides.
+ * The answer is kept for the process, and on disk keyed by qemu's version, the host kernel and
+ * /dev/kvm, so a hanging KVM costs the probe's timeout once, not at every run.
+ */
+export async function probeAccel(qemu: string = DEFAULT_QEMU, opts: ProbeOptions = {}): Promise<Accel> {
+  const forced = process.env.LINUXKIT_QEMU_ACCEL;
+  if (forced !== undefined && forced !== '') {
+    if (forced !== 'kvm' && forced !== 'tcg')
+      throw new UserError(`LINUXKIT_QEMU_ACCEL must be kvm or tcg, not ${JSON.stringify(forced)}`);
+    return forced;
+  }
+  const exe = await requireQemu(qemu);
+  let p = memo.get(exe);
+  if (!p) {
+    p = probeUncached(exe, opts);
+    memo.set(exe, p);
+  }
+  return p;
+}
+
+async function probeUncached(qemu: string, opts: ProbeOptions): Promise<Accel> {
+  let kvmId: string;
+  try {
+    await access('/dev/kvm', fsConstants.R_OK | fsConstants.W_OK);
+    const s = await stat('/dev/kvm');
+    kvmId = `${s.rdev}:${s.ino}`;
+  } catch {
+    return 'tcg'; // no KVM for us: nothing to probe or remember
+  }
+  const key = createHash('sha256')
+    .update(JSON.stringify([qemu, await qemuVersion(qemu), os.release(), os.version(), kvmId]))
+    .digest('hex');
+  const file = path.join(opts.cacheDir ?? defaultCacheDir(), 'accel-probe.json');
+  try {
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { key?: string; accel?: string };
+    if (saved.key === key && (saved.accel === 'kvm' || saved.accel === 'tcg')) return saved.accel;
+  } catch {
+    // no answer saved yet
+  }
+  const accel: Accel = (await bootProbe(qemu, 'kvm', opts.timeoutMs ?? 4000)) ? 'kvm' : 'tcg';
+  try {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, new TextEncoder().encode(`${JSON.stringify({ key, accel })}\n`));
+  } catch {
+    // a read-only cache only costs a probe next time
+  }
+  return accel;
+}
+
+export interface QemuOptions {
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  /** MB, default 1024. */
+  mem?: number;
+  /** default 1 */
+  cpus?: number;
+  /** default: probeAccel(qemu) */
+  accel?: Accel;
+  qemu?: string;
+  /** 'stdio' (default): the serial console is the terminal (Ctrl-A X quits); or each output line. */
+  console?: 'stdio' | { onLine(line: string): void };
+  /** Kill the VM after this long; the result then has timedOut set. */
+  timeoutMs?: number;
+  extraArgs?: string[];
+}
+
+export interface QemuResult {
+  /** qemu's exit status (128 + signal number if it died of a signal). */
+  code: number;
+  /** The guest powered off (or, with -no-reboot, rebooted) and qemu exited 0 by itself. */
+  poweredOff: boolean;
+  timedOut?: boolean;
+}
+
+/** The qemu command line for opts (without the binary). */
+export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
+  const captured = opts.console !== undefined && opts.console !== 'stdio';
+  return [
+    '-machine',
+    `q35,accel=${opts.accel}`,
+    ...cpuArgs(opts.accel),
+    '-m',
+    String(opts.mem ?? 1024),
+    '-smp',
+    String(opts.cpus ?? 1),
+    // No default VGA, NIC, CD-ROM, floppy: only what is asked for.
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    // stdio: serial and monitor share the terminal, as -nographic; captured: serial only.
+    ...(captured ? ['-serial', 'stdio', '-monitor', 'none'] : ['-serial', 'mon:stdio']),
+    '-device',
+    'virtio-rng-pci',
+    '-no-reboot',
+    '-kernel',
+    opts.kernel,
+    '-initrd',
+    opts.initrd,
+    '-append',
+    opts.cmdline,
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = os.constants.signals;
+
+/**
+ * Boot kernel + initrd and wait for qemu to exit. qemu is killed (by its pid) on timeout, and
+ * if this process gets SIGINT, SIGTERM or SIGHUP, or exits, while it runs.
+ */
+export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
+  const qemu = await requireQemu(opts.qemu ?? DEFAULT_QEMU);
+  for (const [what, f] of [
+    ['kernel', opts.kernel],
+    ['initrd', opts.initrd],
+  ] as const) {
+    try {
+      await access(f, fsConstants.R_OK);
+    } catch {
+      throw new UserError(`${what} ${f} cannot be read`);
+    }
+  }
+  const accel = opts.accel ?? (await probeAccel(qemu));
+  const args = qemuArgs({ ...opts, accel });
+  const onLine = opts.console !== undefined && opts.console !== 'stdio' ? opts.console.onLine : undefined;
+
+  const child = spawn(qemu, args, { stdio: onLine ? ['ignore', 'pipe', 'pipe'] : 'inherit' });
+  let killedByUs = false;
+  let timedOut = false;
+
+  const stopChild = () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    killedByUs = true;
+    // SIGTERM lets qemu restore the terminal; SIGKILL if it does not go.
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    t.unref();
+  };
+  const onExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  let gotSignal: NodeJS.Signals | undefined;
+  const signalHandlers: [NodeJS.Signals, () => void][] = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map(
+    (sig) => [
+      sig,
+      () => {
+        gotSignal = sig;
+        stopChild();
+      },
+    ],
+  );
+  for (const [sig, h] of signalHandlers) process.on(sig, h);
+  process.on('exit', onExit);
+
+  const lines = (stream: NodeJS.ReadableStream | null) => {
+    if (!stream || !onLine) return;
+    let buf = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      buf += chunk;
+      let i = buf.indexOf('\n');
+      while (i >= 0) {
+        onLine(buf.slice(0, i).replace(/\r$/, ''));
+        buf = buf.slice(i + 1);
+        i = buf.indexOf('\n');
+      }
+    });
+    stream.on('end', () => {
+      if (buf !== '') onLine(buf.replace(/\r$/, ''));
+      buf = '';
+    });
+  };
+  lines(child.stdout);
+  lines(child.stderr);
+
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.timeoutMs !== undefined) {
+    timer = setTimeout(() => {
+      timedOut = true;
+      stopChild();
+    }, opts.timeoutMs);
+  }
+
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      child.once('error', (e) => reject(new UserError(`cannot run ${qemu}: ${e.message}`)));
+      // 'close' (not 'exit'): all console output has been delivered by then.
+      child.once('close', (c, s) => resolve(c ?? 128 + (s ? (SIGNAL_NUMBERS[s] ?? 0) : 0)));
+    });
+    return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}) };
+  } finally {
+    if (timer) clearTimeout(timer);
+    for (const [sig, h] of signalHandlers) process.off(sig, h);
+    process.off('exit', onExit);
+    if (child.exitCode === null && child.signalCode === null) await killAndWait(child);
+    // Our handler kept the signal from ending the process: now qemu is gone, let it.
+    if (gotSignal && process.listenerCount(gotSignal) === 0) process.kill(process.pid, gotSignal);
+  }
+}
