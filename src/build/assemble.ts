@@ -13,8 +13,8 @@ import { applyLayer } from '../fs/layer.js';
 import { FsTree, normalisePath, parentOf } from '../fs/tree.js';
 import type { ContainerSpec, LoadedConfig } from '../spec/types.js';
 import { UserError } from '../util/errors.js';
-import type { ImageResolver, ResolvedImage } from './images.js';
 import { imageRootfs, RESOLVCONF_SYMLINK } from './image-rootfs.js';
+import type { ImageResolver, ResolvedImage } from './images.js';
 import { containerConfig, containerIdMap, imageRoot } from './oci-config.js';
 import { runtimeScript } from './runtime-script.js';
 
@@ -43,7 +43,7 @@ export async function assemble(
     const img = images.get(config.kernel.image)!;
     const t = await resolver.tree(img);
     const k = t.get('kernel');
-    if (!k || k.kind !== 'file') throw new UserError(`kernel image ${img.spec} has no /kernel file`);
+    if (k?.kind !== 'file') throw new UserError(`kernel image ${img.spec} has no /kernel file`);
     kernel = k.data!;
     const modules = t.get('kernel.tar');
     if (modules?.kind === 'file') applyLayer(root, modules.data!);
@@ -62,7 +62,11 @@ export async function assemble(
   const bundle = async (section: string, prefix: string, spec: ContainerSpec) => {
     const img = images.get(spec.image)!;
     const dir = `containers/${section}/${prefix}${spec.name}`;
-    const plan = containerConfig(spec, img.config, { idMap, bundle: dir, sharedRoot: extracted.get(img.digest) });
+    const plan = containerConfig(spec, img.config, {
+      idMap,
+      bundle: dir,
+      sharedRoot: extracted.get(img.digest),
+    });
     if (plan.extractTo !== null) {
       root.graft(imageRootfs(await resolver.tree(img), { mtime }), `${dir}/${plan.extractTo}`, dirs);
       extracted.set(img.digest, imageRoot(dir, plan.readonly));
@@ -81,7 +85,10 @@ export async function assemble(
 
   // The kernel opens /dev/console for init's stdio before anything mounts devtmpfs.
   if (!root.has('dev/console')) {
-    root.set({ path: 'dev/console', kind: 'char', mode: 0o600, uid: 0, gid: 0, mtime, devmajor: 5, devminor: 1 }, dirs);
+    root.set(
+      { path: 'dev/console', kind: 'char', mode: 0o600, uid: 0, gid: 0, mtime, devmajor: 5, devminor: 1 },
+      dirs,
+    );
   }
   return { kernel, cmdline: config.kernel?.cmdline ?? '', root };
 }
@@ -103,12 +110,16 @@ async function addFiles(root: FsTree, loaded: LoadedConfig, mtime: number): Prom
     else {
       let data: Uint8Array;
       if (f.source !== undefined) {
-        const src = f.source.startsWith('~/') ? path.join(os.homedir(), f.source.slice(2)) : path.resolve(loaded.dir, f.source);
+        const src = f.source.startsWith('~/')
+          ? path.join(os.homedir(), f.source.slice(2))
+          : path.resolve(loaded.dir, f.source);
         try {
           data = await readFile(src);
         } catch (e) {
           const pos = loaded.posOf(['files', i, 'source']);
-          throw new UserError(`${pos.file}:${pos.line}:${pos.col}: cannot read ${f.source}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+          throw new UserError(
+            `${pos.file}:${pos.line}:${pos.col}: cannot read ${f.source}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+          );
         }
       } else data = utf8(f.contents ?? '');
       root.set({ ...base, kind: 'file', mode, data });

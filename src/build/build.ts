@@ -35,9 +35,9 @@ export function imageRefs(loaded: LoadedConfig): { spec: string; at: ConfigPath 
   const c = loaded.config;
   const refs: { spec: string; at: ConfigPath }[] = [];
   if (c.kernel) refs.push({ spec: c.kernel.image, at: ['kernel', 'image'] });
-  c.init.forEach((spec, i) => refs.push({ spec, at: ['init', i] }));
+  for (const [i, spec] of c.init.entries()) refs.push({ spec, at: ['init', i] });
   for (const section of ['onboot', 'onshutdown', 'services'] as const) {
-    c[section].forEach((ct, i) => refs.push({ spec: ct.image, at: [section, i, 'image'] }));
+    for (const [i, ct] of c[section].entries()) refs.push({ spec: ct.image, at: [section, i, 'image'] });
   }
   return refs;
 }
@@ -50,7 +50,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await store.init();
   const resolver = new ImageResolver(
     store,
-    { store, debianCacheDir: path.join(opts.cacheDir, 'debian'), debianMirror: opts.debianMirror, log: opts.log },
+    {
+      store,
+      debianCacheDir: path.join(opts.cacheDir, 'debian'),
+      debianMirror: opts.debianMirror,
+      log: opts.log,
+    },
     loaded.dir,
   );
 
@@ -65,7 +70,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     if (res.status === 'fulfilled') images.set(r.spec, res.value);
     else if (res.reason instanceof UserError) {
       const at = loaded.posOf(r.at);
-      if (!problems.some((p) => p.line === at.line && p.col === at.col)) problems.push({ ...at, message: res.reason.message });
+      if (!problems.some((p) => p.line === at.line && p.col === at.col))
+        problems.push({ ...at, message: res.reason.message });
     } else throw res.reason;
   });
   if (problems.length) throw new SourceError(problems);

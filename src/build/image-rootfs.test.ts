@@ -3,7 +3,15 @@ import { test } from 'node:test';
 import { FsTree } from '../fs/tree.js';
 import { imageRootfs } from './image-rootfs.js';
 
-const file = (path: string, s: string) => ({ path, kind: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: 5, data: new TextEncoder().encode(s) });
+const file = (path: string, s: string) => ({
+  path,
+  kind: 'file' as const,
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: 5,
+  data: new TextEncoder().encode(s),
+});
 
 test('docker-build leftovers go, hosts and resolv.conf are fixed, required paths exist', () => {
   const t = new FsTree();

@@ -31,8 +31,24 @@ export function imageRootfs(image: FsTree, opts: { resolv?: string; mtime: numbe
   const root = { uid: 0, gid: 0, mtime };
   const resolvEntry = (e: Pick<FsEntry, 'mode' | 'uid' | 'gid'>): FsEntry =>
     opts.resolv
-      ? { path: 'etc/resolv.conf', kind: 'symlink', mode: 0o777, uid: e.uid, gid: e.gid, mtime, target: opts.resolv }
-      : { path: 'etc/resolv.conf', kind: 'file', mode: e.mode, uid: e.uid, gid: e.gid, mtime, data: text(NO_RESOLV) };
+      ? {
+          path: 'etc/resolv.conf',
+          kind: 'symlink',
+          mode: 0o777,
+          uid: e.uid,
+          gid: e.gid,
+          mtime,
+          target: opts.resolv,
+        }
+      : {
+          path: 'etc/resolv.conf',
+          kind: 'file',
+          mode: e.mode,
+          uid: e.uid,
+          gid: e.gid,
+          mtime,
+          data: text(NO_RESOLV),
+        };
   for (const e of image.entries()) {
     if (EXCLUDE.has(e.path)) continue;
     if (e.path === 'etc/hosts') out.set({ ...e, kind: 'file', mtime, data: text(HOSTS), target: undefined });
@@ -42,8 +58,10 @@ export function imageRootfs(image: FsTree, opts: { resolv?: string; mtime: numbe
   // Paths every root needs (upstream's `touch` list), created only where the image lacks them.
   const dirs = ['dev', 'dev/pts', 'dev/shm', 'etc', 'proc', 'sys'];
   for (const d of dirs) if (!out.has(d)) out.set({ path: d, kind: 'dir', mode: 0o755, ...root });
-  if (!out.has('etc/mtab')) out.set({ path: 'etc/mtab', kind: 'symlink', mode: 0o755, ...root, target: '/proc/mounts' });
+  if (!out.has('etc/mtab'))
+    out.set({ path: 'etc/mtab', kind: 'symlink', mode: 0o755, ...root, target: '/proc/mounts' });
   if (!out.has('etc/resolv.conf')) out.set(resolvEntry({ mode: 0o644, uid: 0, gid: 0 }));
-  if (!out.has('etc/hosts')) out.set({ path: 'etc/hosts', kind: 'file', mode: 0o644, ...root, data: text(HOSTS) });
+  if (!out.has('etc/hosts'))
+    out.set({ path: 'etc/hosts', kind: 'file', mode: 0o644, ...root, data: text(HOSTS) });
   return out;
 }

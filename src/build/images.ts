@@ -60,7 +60,10 @@ export class ImageResolver {
         `image ${JSON.stringify(spec)} is not in the cache (${this.store.dir}); pulling from registries is not supported yet: build it with \`linuxkit pkg build\` or use @pkg:DIR`,
       );
     }
-    const config = ((img.config as { config?: Record<string, unknown> }).config ?? {}) as Record<string, unknown>;
+    const config = ((img.config as { config?: Record<string, unknown> }).config ?? {}) as Record<
+      string,
+      unknown
+    >;
     return { spec, ref, digest: img.digest, config, manifest: img.manifest };
   }
 

@@ -15,11 +15,19 @@ test('writable root: tmpfs, private remount, overlay, then mkdir, in that order'
     mounts: [
       { source: 'tmpfs', type: 'tmpfs', destination: '/c/tmp' },
       { destination: '/c/tmp', options: ['remount', 'private'] },
-      { source: 'overlay', type: 'overlay', destination: '/c/rootfs', options: ['lowerdir=/c/lower', 'upperdir=/c/tmp/upper', 'workdir=/c/tmp/work'] },
+      {
+        source: 'overlay',
+        type: 'overlay',
+        destination: '/c/rootfs',
+        options: ['lowerdir=/c/lower', 'upperdir=/c/tmp/upper', 'workdir=/c/tmp/work'],
+      },
     ],
     mkdir: ['/c/tmp/upper', '/c/tmp/work'],
   });
-  const lines = s.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   assert.deepEqual(lines, [
     'runtime_pre() {',
     'mkdir -p /c/tmp',
@@ -28,7 +36,7 @@ test('writable root: tmpfs, private remount, overlay, then mkdir, in that order'
     'mkdir -p /c/rootfs',
     'mkdir -p /c/tmp/upper',
     'mkdir -p /c/tmp/work',
-    "mount -t overlay -o lowerdir=/c/lower,upperdir=/c/tmp/upper,workdir=/c/tmp/work overlay /c/rootfs",
+    'mount -t overlay -o lowerdir=/c/lower,upperdir=/c/tmp/upper,workdir=/c/tmp/work overlay /c/rootfs',
     'mkdir -p /c/tmp/upper',
     'mkdir -p /c/tmp/work',
     '}',

@@ -22,7 +22,16 @@ export function shQuote(s: string): string {
   return /^[A-Za-z0-9_./:=,@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-const PROPAGATION = new Set(['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'unbindable', 'runbindable']);
+const PROPAGATION = new Set([
+  'private',
+  'rprivate',
+  'shared',
+  'rshared',
+  'slave',
+  'rslave',
+  'unbindable',
+  'runbindable',
+]);
 
 function mountCommands(m: RuntimeMount): string[] {
   const opts = m.options ?? [];

@@ -13,5 +13,12 @@ test('Go-style single-dash long flags become double-dash ones', () => {
 });
 
 test('short flags, values, negative numbers and everything after -- stay as they are', () => {
-  assert.deepEqual(goStyleFlags(['-h', '--mem', '512', '-1', '--', '-format']), ['-h', '--mem', '512', '-1', '--', '-format']);
+  assert.deepEqual(goStyleFlags(['-h', '--mem', '512', '-1', '--', '-format']), [
+    '-h',
+    '--mem',
+    '512',
+    '-1',
+    '--',
+    '-format',
+  ]);
 });

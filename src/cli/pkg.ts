@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { ImageStore } from '../oci/layout.js';
-import { buildPackage, planPackage, type PkgOptions } from '../pkg/build.js';
+import { buildPackage, type PkgOptions, planPackage } from '../pkg/build.js';
 import { cacheDir, debianMirror, log } from './common.js';
 
 interface PkgFlags {
@@ -14,7 +14,13 @@ async function pkgOptions(o: PkgFlags): Promise<PkgOptions> {
   const dir = cacheDir(o.cache);
   const store = new ImageStore(dir);
   await store.init();
-  return { store, debianCacheDir: path.join(dir, 'debian'), debianMirror: debianMirror(o.debianMirror), force: o.force, log };
+  return {
+    store,
+    debianCacheDir: path.join(dir, 'debian'),
+    debianMirror: debianMirror(o.debianMirror),
+    force: o.force,
+    log,
+  };
 }
 
 const common = (c: Command) =>

@@ -14,7 +14,8 @@ export function kernelInitrdPaths(prefix: string): { kernel: string; initrd: str
   const kernel = `${p}-kernel`;
   const initrd = `${p}-initrd.img`;
   for (const f of [kernel, initrd]) {
-    if (!existsSync(f)) throw new UserError(`${f} not found: give the DIR/NAME prefix of a kernel+initrd build`);
+    if (!existsSync(f))
+      throw new UserError(`${f} not found: give the DIR/NAME prefix of a kernel+initrd build`);
   }
   const cmdlineFile = `${p}-cmdline`;
   const cmdline = existsSync(cmdlineFile) ? readFileSync(cmdlineFile, 'utf8').trim() : '';
@@ -29,14 +30,23 @@ export function runCommand(): Command {
       .argument('<path>', 'the DIR/NAME prefix of a kernel+initrd build')
       .option('--mem <MB>', 'memory in MB', positiveInt, 1024)
       .option('--cpus <n>', 'number of CPUs', positiveInt, 1)
-      .option('--accel <accel>', 'kvm or tcg (default: probe for a working KVM, else tcg; or LINUXKIT_QEMU_ACCEL)')
+      .option(
+        '--accel <accel>',
+        'kvm or tcg (default: probe for a working KVM, else tcg; or LINUXKIT_QEMU_ACCEL)',
+      )
       .option('--qemu <binary>', 'the qemu binary (default qemu-system-x86_64)')
       .action(async (path: string, o: { mem: number; cpus: number; accel?: string; qemu?: string }) => {
         if (o.accel !== undefined && o.accel !== 'kvm' && o.accel !== 'tcg') {
           throw new UserError(`--accel must be kvm or tcg, got ${JSON.stringify(o.accel)}`);
         }
         const files = kernelInitrdPaths(path);
-        const r = await runQemu({ ...files, mem: o.mem, cpus: o.cpus, accel: o.accel as 'kvm' | 'tcg' | undefined, qemu: o.qemu });
+        const r = await runQemu({
+          ...files,
+          mem: o.mem,
+          cpus: o.cpus,
+          accel: o.accel as 'kvm' | 'tcg' | undefined,
+          qemu: o.qemu,
+        });
         process.exitCode = r.code;
       }),
   );

@@ -3,8 +3,8 @@
  * prefix (DIR/NAME) and returns the files it wrote; all files of one build appear atomically.
  */
 import type { Assembled } from '../build/assemble.js';
-import { UserError } from '../util/errors.js';
 import { writeFilesAtomic } from '../util/atomic.js';
+import { UserError } from '../util/errors.js';
 import { gzip } from './compress.js';
 import { writeCpio } from './cpio.js';
 
@@ -27,7 +27,8 @@ export const FORMATS = Object.keys(writers);
 
 export function checkFormats(formats: string[]): void {
   for (const f of formats) {
-    if (!writers[f]) throw new UserError(`unknown output format ${JSON.stringify(f)}; supported: ${FORMATS.join(', ')}`);
+    if (!writers[f])
+      throw new UserError(`unknown output format ${JSON.stringify(f)}; supported: ${FORMATS.join(', ')}`);
   }
 }
 

@@ -54,7 +54,8 @@ export function normalisePath(p: string, what = 'path'): string {
   const parts: string[] = [];
   for (const part of p.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') throw new UserError(`${what} ${JSON.stringify(p)} leaves the root ('..' is not allowed)`);
+    if (part === '..')
+      throw new UserError(`${what} ${JSON.stringify(p)} leaves the root ('..' is not allowed)`);
     parts.push(part);
   }
   return parts.join('/');

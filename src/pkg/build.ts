@@ -90,12 +90,16 @@ export async function planPackage(dir: string, opts: PkgOptions): Promise<PkgPla
     if (f.source === undefined) continue;
     const p = path.resolve(dir, f.source);
     if (p !== dir && !p.startsWith(dir + path.sep)) {
-      throw new UserError(`${path.join(dir, 'build.yml')}: file source ${JSON.stringify(f.source)} is outside the package directory`);
+      throw new UserError(
+        `${path.join(dir, 'build.yml')}: file source ${JSON.stringify(f.source)} is outside the package directory`,
+      );
     }
     try {
       files.set(f.source, await readFile(p));
     } catch (e) {
-      throw new UserError(`${path.join(dir, 'build.yml')}: cannot read file source ${JSON.stringify(f.source)}: ${(e as Error).message}`);
+      throw new UserError(
+        `${path.join(dir, 'build.yml')}: cannot read file source ${JSON.stringify(f.source)}: ${(e as Error).message}`,
+      );
     }
   }
   let debs: PackageInfo[] = [];
@@ -113,7 +117,8 @@ export async function planPackage(dir: string, opts: PkgOptions): Promise<PkgPla
   const h = createHash('sha256');
   h.update(`linuxkit-ts pkg ${BUILDER_VERSION}\n`);
   h.update(`build.yml ${sha256hex(text)}\n`);
-  for (const [name, data] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`file ${name} ${sha256hex(data)}\n`);
+  for (const [name, data] of [...files].sort(([a], [b]) => (a < b ? -1 : 1)))
+    h.update(`file ${name} ${sha256hex(data)}\n`);
   for (const d of debs) h.update(`deb ${d.name} ${d.version} ${d.sha256}\n`);
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) h.update(`epoch ${epoch}\n`);
@@ -174,7 +179,8 @@ async function packageTree(plan: PkgPlan): Promise<FsTree> {
     if (f.directory) tree.set({ ...base, kind: 'dir', mode: parseMode(f.mode, 0o755) });
     else if (f.symlink !== undefined) tree.set({ ...base, kind: 'symlink', mode: 0o777, target: f.symlink });
     else {
-      const data = f.source !== undefined ? plan.files.get(f.source)! : new TextEncoder().encode(f.contents ?? '');
+      const data =
+        f.source !== undefined ? plan.files.get(f.source)! : new TextEncoder().encode(f.contents ?? '');
       tree.set({ ...base, kind: 'file', mode: parseMode(f.mode, 0o644), data });
     }
   }

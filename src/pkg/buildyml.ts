@@ -29,13 +29,17 @@ export const buildFileSchema = z
     gid: z.number().int().nonnegative().optional(),
   })
   .refine(
-    (f) => [f.source, f.contents, f.directory || undefined, f.symlink].filter((x) => x !== undefined).length <= 1,
+    (f) =>
+      [f.source, f.contents, f.directory || undefined, f.symlink].filter((x) => x !== undefined).length <= 1,
     'give at most one of source, contents, directory, symlink',
   );
 
 export const buildYmlSchema = z.strictObject({
   image: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase image name'),
-  org: z.string().regex(/^[a-z0-9][a-z0-9._/-]*$/).optional(),
+  org: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._/-]*$/)
+    .optional(),
   debian: z
     .strictObject({
       suite: z.string().min(1).default('bookworm'),
@@ -75,7 +79,9 @@ export async function loadBuildYml(dir: string): Promise<{ yml: BuildYml; text: 
     text = await readFile(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${file}: cannot read package build file${code === 'ENOENT' ? ': no such file' : `: ${code}`}`);
+    throw new UserError(
+      `${file}: cannot read package build file${code === 'ENOENT' ? ': no such file' : `: ${code}`}`,
+    );
   }
   const { value } = loadYaml(text, file, buildYmlSchema, {
     expected: 'a mapping with keys such as image, debian, files, config',

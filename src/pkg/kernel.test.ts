@@ -21,7 +21,10 @@ const hasDepmod = (() => {
   }
 })();
 
-test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writes it', { skip: !hasDepmod && 'depmod (kmod) is not installed', timeout: 300_000 }, async () => {
+test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writes it', {
+  skip: !hasDepmod && 'depmod (kmod) is not installed',
+  timeout: 300_000,
+}, async () => {
   const pkg = (await debianCloudKernel()).tree;
   const wanted = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_console', 'virtio_rng', 'overlay'];
   const img = kernelImageTree(pkg, wanted);
@@ -46,7 +49,10 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
   const kos = mods.entries().filter((e) => e.path.endsWith('.ko'));
   assert.equal(kos.length, ours.size, 'every shipped module has a modules.dep line');
   assert.ok(kos.length >= wanted.length && kos.length < 30, `a small closure, got ${kos.length}`);
-  assert.equal(new TextDecoder().decode(mods.get('etc/modules-load.d/linuxkit.conf')!.data), `${wanted.join('\n')}\n`);
+  assert.equal(
+    new TextDecoder().decode(mods.get('etc/modules-load.d/linuxkit.conf')!.data),
+    `${wanted.join('\n')}\n`,
+  );
 
   // The real depmod over the complete module tree of the same package.
   const root = await mkdtemp(path.join(os.tmpdir(), 'lk-depmod-'));

@@ -47,7 +47,10 @@ export function kernelImageTree(pkg: FsTree, wanted: string[]): FsTree {
     modTree.set({ ...e, path: `${modRoot}/${m.path}` }, dirs);
   }
   const text = (path: string, s: string) =>
-    modTree.set({ path, kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data: new TextEncoder().encode(s) }, dirs);
+    modTree.set(
+      { path, kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data: new TextEncoder().encode(s) },
+      dirs,
+    );
   text(`${modRoot}/modules.dep`, modulesDep(index, mods));
   if (builtinText) text(`${modRoot}/modules.builtin`, new TextDecoder().decode(builtinText));
   const load = wanted.filter((w) => !builtin.has(moduleKey(w)));

@@ -98,7 +98,8 @@ export function moduleClosure(
   const visit = (name: string, chain: string[]) => {
     const key = moduleKey(name);
     if (state.get(key) === 'done' || builtin.has(key)) return;
-    if (state.get(key) === 'visiting') throw new UserError(`module dependency cycle: ${[...chain, key].join(' -> ')}`);
+    if (state.get(key) === 'visiting')
+      throw new UserError(`module dependency cycle: ${[...chain, key].join(' -> ')}`);
     const mod = index.get(key);
     if (!mod) {
       const via = chain.length ? ` (needed by ${chain.join(' -> ')})` : '';

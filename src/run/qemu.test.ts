@@ -32,7 +32,6 @@ function findStaticBusybox(): string | undefined {
   return undefined;
 }
 
-
 describe('probe boot sector', () => {
   test('is a BIOS boot sector that writes the debug-exit port', () => {
     const b = probeBootSector();

@@ -4,7 +4,7 @@
  * problems of one file are collected and thrown together as one SourceError, sorted by
  * position, so the user can fix them in one pass. Used for LinuxKit configs and build.yml.
  */
-import type { z } from 'zod';
+
 import {
   type Document,
   isAlias,
@@ -16,6 +16,7 @@ import {
   visit,
   type Node as YamlNode,
 } from 'yaml';
+import type { z } from 'zod';
 import { type Problem, SourceError, type SourcePos } from '../util/errors.js';
 import { describeValue, plainError } from './schema.js';
 import type { ConfigPath } from './types.js';
@@ -131,7 +132,11 @@ export interface YamlChecks {
   /** Adjust the plain JS value before validation (e.g. take a scalar's source text). */
   prepare?: (raw: Record<string, unknown>, loc: Locator) => void;
   /** Checks the schema cannot express, run on the raw value. */
-  check?: (raw: Record<string, unknown>, loc: Locator, report: (pos: SourcePos, message: string) => void) => void;
+  check?: (
+    raw: Record<string, unknown>,
+    loc: Locator,
+    report: (pos: SourcePos, message: string) => void,
+  ) => void;
 }
 
 /**
@@ -217,10 +222,7 @@ export function loadYaml<S extends z.ZodType>(
     }
     if (structureOk) {
       if (doc.contents === null || raw === null || raw === undefined) {
-        report(
-          { file, ...AT_START },
-          `the file is empty: expected ${checks.expected}`,
-        );
+        report({ file, ...AT_START }, `the file is empty: expected ${checks.expected}`);
       } else if (!isPlainObject(raw)) {
         report({ file, ...AT_START }, `expected a mapping at the top level, got ${describeValue(raw)}`);
       } else {
@@ -270,4 +272,3 @@ function sortProblems(problems: Problem[]): Problem[] {
       return true;
     });
 }
-

@@ -7,7 +7,10 @@ import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 function tempName(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
 }
 
 async function writeSynced(file: string, chunks: Iterable<Uint8Array>): Promise<void> {
@@ -20,7 +23,10 @@ async function writeSynced(file: string, chunks: Iterable<Uint8Array>): Promise<
   }
 }
 
-export async function writeFileAtomic(target: string, data: Uint8Array | Iterable<Uint8Array>): Promise<void> {
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array | Iterable<Uint8Array>,
+): Promise<void> {
   await writeFilesAtomic([{ path: target, data }]);
 }
 
@@ -28,7 +34,9 @@ export async function writeFileAtomic(target: string, data: Uint8Array | Iterabl
  * Write several files so that either all of them are replaced or none is: everything is written
  * to temp files first; only when all succeeded are they renamed into place.
  */
-export async function writeFilesAtomic(files: { path: string; data: Uint8Array | Iterable<Uint8Array> }[]): Promise<void> {
+export async function writeFilesAtomic(
+  files: { path: string; data: Uint8Array | Iterable<Uint8Array> }[],
+): Promise<void> {
   const temps: string[] = [];
   try {
     for (const f of files) {

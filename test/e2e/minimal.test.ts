@@ -26,7 +26,11 @@ test('examples/minimal.yml builds and boots to suite PASSED', { timeout: 900_000
     dir: out,
     cacheDir: TEST_CACHE,
   });
-  assert.deepEqual(outputs.map((o) => path.basename(o)).sort(), ['minimal-cmdline', 'minimal-initrd.img', 'minimal-kernel']);
+  assert.deepEqual(outputs.map((o) => path.basename(o)).sort(), [
+    'minimal-cmdline',
+    'minimal-initrd.img',
+    'minimal-kernel',
+  ]);
   const lines: string[] = [];
   const r = await runQemu({
     kernel: path.join(out, 'minimal-kernel'),

@@ -37,7 +37,9 @@ async function buildAndBoot(name: string, yaml: string): Promise<{ code: number;
   return { code: r.code, log: lines.join('\n') };
 }
 
-test('services run detached next to onboot containers; poweroff as a delayed service', { timeout: 900_000 }, async () => {
+test('services run detached next to onboot containers; poweroff as a delayed service', {
+  timeout: 900_000,
+}, async () => {
   const { code, log } = await buildAndBoot(
     'services',
     `kernel:
@@ -81,7 +83,9 @@ files:
   assert.equal(code, 0, log);
 });
 
-test('pid: host shares the system pid namespace, the default is a new one', { timeout: 900_000 }, async () => {
+test('pid: host shares the system pid namespace, the default is a new one', {
+  timeout: 900_000,
+}, async () => {
   const { code, log } = await buildAndBoot(
     'pidhost',
     `kernel:
