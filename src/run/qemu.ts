@@ -138,14 +138,15 @@ function qemuVersion(qemu: string): Promise<string> {
   });
 }
 
+/** Host state, not image data: kept out of the OCI image-layout cache so the layout stays clean. */
 function defaultCacheDir(): string {
-  return process.env.LINUXKIT_CACHE ?? path.join(os.homedir(), '.linuxkit', 'cache');
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'linuxkit');
 }
 
 const memo = new Map<string, Promise<Accel>>();
 
 export interface ProbeOptions {
-  /** Where the answer is kept between runs (file accel-probe.json); default the image cache. */
+  /** Where the answer is kept between runs (file accel-probe.json); default ~/.cache/linuxkit. */
   cacheDir?: string;
   /** How long the KVM test guest may take before KVM counts as hung. */
   timeoutMs?: number;
