@@ -1,35 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import os from 'node:os';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
 import type { FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { readDeb } from './deb.js';
 import { testArchive } from './testing.js';
 
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'lk-deb-'));
-after(() => rmSync(tmp, { recursive: true, force: true }));
-
-function haveDpkgDeb(): boolean {
-  try {
-    execFileSync('dpkg-deb', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const tmp = tempDir('lk-deb-');
 
 const sha256 = (d: Uint8Array) => createHash('sha256').update(d).digest('hex');
 
@@ -39,13 +20,7 @@ function extractWithDpkg(deb: Uint8Array, name: string): Map<string, string> {
   const dir = path.join(tmp, name);
   writeFileSync(file, deb);
   mkdirSync(dir, { recursive: true });
-  execFileSync('sh', [
-    '-c',
-    `dpkg-deb --fsys-tarfile "$1" | tar -x --same-owner -p -C "$2"`,
-    'sh',
-    file,
-    dir,
-  ]);
+  runTool('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -x --same-owner -p -C "$2"`, 'sh', file, dir]);
   const out = new Map<string, string>();
   const walk = (rel: string) => {
     for (const n of readdirSync(path.join(dir, rel)).sort()) {
@@ -94,10 +69,8 @@ for (const [pkgName, binary] of [
     assert.ok((bin?.data?.length ?? 0) > 500_000);
     // an ELF executable
     assert.deepEqual([...(bin?.data?.subarray(0, 4) ?? [])], [0x7f, 0x45, 0x4c, 0x46]);
-    if (!haveDpkgDeb()) {
-      t.skip('dpkg-deb is not installed');
-      return;
-    }
+    const { skip } = skipUnless('dpkg-deb', 'dpkg');
+    if (skip) return t.skip(skip);
     assert.deepEqual(describe(data), extractWithDpkg(deb, pkgName));
   });
 }

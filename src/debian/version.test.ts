@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
+import { runTool, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
 import { compareVersions, parseVersion, satisfies } from './version.js';
 
@@ -67,26 +67,13 @@ test('satisfies: <<, <=, =, >=, >> and the obsolete < and >', () => {
 function hostVersions(): string[] {
   try {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not a template
-    return execFileSync('dpkg-query', ['-W', '-f=${Version}\n'], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean);
+    return runTool('dpkg-query', ['-W', '-f=${Version}\n']).split('\n').filter(Boolean);
   } catch {
     return [];
   }
 }
 
-function haveDpkg(): boolean {
-  try {
-    execFileSync('dpkg', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-test('agrees with dpkg --compare-versions on real version pairs', {
-  skip: !haveDpkg() && 'dpkg is not installed',
-}, () => {
+test('agrees with dpkg --compare-versions on real version pairs', skipUnless('dpkg', 'dpkg'), () => {
   const real = [...new Set(hostVersions())].sort();
   const pairs: [string, string][] = HANDMADE.map(([a, b]) => [a, b]);
   // Neighbours in sorted order share long prefixes (the interesting comparisons); a stride
@@ -103,7 +90,7 @@ test('agrees with dpkg --compare-versions on real version pairs', {
         `if dpkg --compare-versions ${q(a)} lt ${q(b)}; then echo -1; elif dpkg --compare-versions ${q(a)} eq ${q(b)}; then echo 0; else echo 1; fi`,
     )
     .join('\n');
-  const dpkg = execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  const dpkg = runTool('sh', ['-c', script]).trim().split('\n').map(Number);
   assert.equal(dpkg.length, pairs.length);
   const wrong = pairs
     .filter(([a, b], i) => compareVersions(a, b) !== dpkg[i])

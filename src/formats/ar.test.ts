@@ -1,29 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
 import { readAr } from './ar.js';
 import { decompress } from './compress.js';
 import { readTar } from './tar.js';
 
-function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-}
-function run(cmd: string, args: string[], cwd?: string): void {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-}
-
-const work = mkdtempSync(join(tmpdir(), 'ar-test-'));
-after(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir('ar-test-');
 
 describe('readAr', () => {
-  it('reads archives made by binutils ar (odd sizes, long names)', {
-    skip: have('ar') ? false : 'binutils ar not installed',
-  }, () => {
+  it('reads archives made by binutils ar (odd sizes, long names)', skipUnless('ar', 'binutils'), () => {
     const files: Record<string, Buffer> = {
       odd: Buffer.from('abc'), // odd size: a '\n' pad follows
       even: Buffer.from('abcd'),
@@ -32,7 +22,7 @@ describe('readAr', () => {
       empty: Buffer.alloc(0),
     };
     for (const [n, d] of Object.entries(files)) writeFileSync(join(work, n), d);
-    run('ar', ['rc', 'test.a', ...Object.keys(files)], work);
+    runTool('ar', ['rc', 'test.a', ...Object.keys(files)], { cwd: work, timeoutMs: 120_000 });
     const members = readAr(readFileSync(join(work, 'test.a')));
     assert.deepEqual(
       members.map((m) => [m.name, Buffer.from(m.data)]),
@@ -40,9 +30,7 @@ describe('readAr', () => {
     );
   });
 
-  it('reads a .deb built by dpkg-deb', {
-    skip: have('dpkg-deb') ? false : 'dpkg-deb not installed',
-  }, async () => {
+  it('reads a .deb built by dpkg-deb', skipUnless('dpkg-deb', 'dpkg'), async () => {
     const root = join(work, 'pkg');
     mkdirSync(join(root, 'DEBIAN'), { recursive: true });
     mkdirSync(join(root, 'usr/bin'), { recursive: true });

@@ -1,20 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { runToolBytes, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
 import { decompress, gzip, sniffCompression } from './compress.js';
 
-function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-}
 /** Run a host tool as a filter. */
-function filter(cmd: string, args: string[], input: Uint8Array): Buffer {
-  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 30 });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const filter = (cmd: string, args: string[], input: Uint8Array) => runToolBytes(cmd, args, { input });
 
 /** Some compressible but not trivial bytes: text with counters and a little noise. */
 function sampleData(n: number): Buffer {
@@ -37,9 +30,7 @@ describe('decompress', () => {
     assert.deepEqual(await decompress(new Uint8Array(0)), new Uint8Array(0));
   });
 
-  it('reads gzip from the host gzip, multi-member too', {
-    skip: have('gzip') ? false : 'gzip not installed',
-  }, async () => {
+  it('reads gzip from the host gzip, multi-member too', skipUnless('gzip', 'gzip'), async () => {
     const gz = filter('gzip', ['-9'], data);
     assert.equal(sniffCompression(gz), 'gzip');
     assert.deepEqual(Buffer.from(await decompress(gz)), data);
@@ -51,9 +42,7 @@ describe('decompress', () => {
     await assert.rejects(decompress(gz.subarray(0, gz.length - 100)), UserError);
   });
 
-  it('reads xz from the host xz, several streams too', {
-    skip: have('xz') ? false : 'xz not installed',
-  }, async () => {
+  it('reads xz from the host xz, several streams too', skipUnless('xz', 'xz-utils'), async () => {
     const xz = filter('xz', ['-6'], data);
     assert.equal(sniffCompression(xz), 'xz');
     assert.deepEqual(Buffer.from(await decompress(xz)), data);
@@ -70,9 +59,7 @@ describe('decompress', () => {
     assert.deepEqual(Buffer.from(await decompress(xz)), data);
   });
 
-  it('reads zstd from the host zstd, several frames too', {
-    skip: have('zstd') ? false : 'zstd not installed',
-  }, async () => {
+  it('reads zstd from the host zstd, several frames too', skipUnless('zstd', 'zstd'), async () => {
     const zst = filter('zstd', ['-19', '-c'], data);
     assert.equal(sniffCompression(zst), 'zstd');
     assert.deepEqual(Buffer.from(await decompress(zst)), data);
@@ -84,15 +71,13 @@ describe('decompress', () => {
     await assert.rejects(decompress(zst.subarray(0, 100)), UserError);
   });
 
-  it('refuses bzip2 with a UserError', { skip: have('bzip2') ? false : 'bzip2 not installed' }, async () => {
+  it('refuses bzip2 with a UserError', skipUnless('bzip2', 'bzip2'), async () => {
     const bz = filter('bzip2', [], data);
     assert.equal(sniffCompression(bz), 'bzip2');
     await assert.rejects(decompress(bz), /bzip2 compression is not supported/);
   });
 
-  it('decompresses ~20 MB of xz in reasonable time', {
-    skip: have('xz') ? false : 'xz not installed',
-  }, async (t) => {
+  it('decompresses ~20 MB of xz in reasonable time', skipUnless('xz', 'xz-utils'), async (t) => {
     // Real binaries and text, like a .deb's data.tar: the host's /usr/bin plus generated text.
     const parts: Buffer[] = [];
     let size = 0;
@@ -121,9 +106,7 @@ describe('decompress', () => {
 });
 
 describe('gzip', () => {
-  it('is deterministic and readable by the host gzip', {
-    skip: have('gzip') ? false : 'gzip not installed',
-  }, () => {
+  it('is deterministic and readable by the host gzip', skipUnless('gzip', 'gzip'), () => {
     const a = gzip(data);
     assert.deepEqual(gzip(data), a);
     assert.deepEqual(a.subarray(4, 8), Buffer.alloc(4)); // MTIME 0

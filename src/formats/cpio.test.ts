@@ -1,63 +1,33 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import {
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { fsEntry, tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
 import type { FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { readCpio, writeCpio } from './cpio.js';
 
-function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-}
-function run(cmd: string, args: string[], opts: { cwd?: string; input?: Buffer } = {}): string {
-  const r = spawnSync(cmd, args, {
-    ...opts,
-    encoding: 'utf8',
-    env: { ...process.env, LC_ALL: 'C.UTF-8', TZ: 'UTC' },
-  });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-const work = mkdtempSync(join(tmpdir(), 'cpio-test-'));
-after(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir('cpio-test-');
 
 const libc = Buffer.alloc(100_003, 0x5a); // odd size: exercises the padding
-const e = (p: Partial<FsEntry> & Pick<FsEntry, 'path' | 'kind'>): FsEntry => ({
-  mode: 0o644,
-  uid: 0,
-  gid: 0,
-  mtime: 1700000000,
-  ...p,
-});
 function sample(): FsEntry[] {
   return [
-    e({ path: 'a', kind: 'dir', mode: 0o755 }),
-    e({ path: 'a/libc.so', kind: 'file', mode: 0o755, data: libc }),
-    e({ path: 'a/sh', kind: 'symlink', mode: 0o777, target: '/bin/busybox' }),
-    e({ path: 'b', kind: 'dir', mode: 0o700, uid: 1000, gid: 100 }),
-    e({ path: 'b/copy-of-libc', kind: 'file', mode: 0o755, data: Buffer.from(libc) }), // equal bytes, other object
-    e({ path: 'b/empty1', kind: 'file', data: Buffer.alloc(0) }),
-    e({ path: 'b/empty2', kind: 'file', data: Buffer.alloc(0) }),
-    e({ path: 'b/same-bytes-other-mode', kind: 'file', mode: 0o4755, data: Buffer.from(libc) }),
-    e({ path: 'b/unique', kind: 'file', uid: 1000, gid: 100, data: Buffer.from('unique\n') }),
-    e({ path: 'c', kind: 'dir', mode: 0o755 }),
-    e({ path: 'c/third-libc', kind: 'file', mode: 0o755, data: libc }),
-    e({ path: 'dev', kind: 'dir', mode: 0o755 }),
-    e({ path: 'dev/console', kind: 'char', mode: 0o600, devmajor: 5, devminor: 1 }),
-    e({ path: 'dev/vda', kind: 'block', mode: 0o660, gid: 6, devmajor: 254, devminor: 0 }),
-    e({ path: 'init', kind: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\nexec /sbin/init\n') }),
+    fsEntry({ path: 'a', kind: 'dir', mode: 0o755 }),
+    fsEntry({ path: 'a/libc.so', kind: 'file', mode: 0o755, data: libc }),
+    fsEntry({ path: 'a/sh', kind: 'symlink', mode: 0o777, target: '/bin/busybox' }),
+    fsEntry({ path: 'b', kind: 'dir', mode: 0o700, uid: 1000, gid: 100 }),
+    fsEntry({ path: 'b/copy-of-libc', kind: 'file', mode: 0o755, data: Buffer.from(libc) }), // equal bytes, other object
+    fsEntry({ path: 'b/empty1', kind: 'file', data: Buffer.alloc(0) }),
+    fsEntry({ path: 'b/empty2', kind: 'file', data: Buffer.alloc(0) }),
+    fsEntry({ path: 'b/same-bytes-other-mode', kind: 'file', mode: 0o4755, data: Buffer.from(libc) }),
+    fsEntry({ path: 'b/unique', kind: 'file', uid: 1000, gid: 100, data: Buffer.from('unique\n') }),
+    fsEntry({ path: 'c', kind: 'dir', mode: 0o755 }),
+    fsEntry({ path: 'c/third-libc', kind: 'file', mode: 0o755, data: libc }),
+    fsEntry({ path: 'dev', kind: 'dir', mode: 0o755 }),
+    fsEntry({ path: 'dev/console', kind: 'char', mode: 0o600, devmajor: 5, devminor: 1 }),
+    fsEntry({ path: 'dev/vda', kind: 'block', mode: 0o660, gid: 6, devmajor: 254, devminor: 0 }),
+    fsEntry({ path: 'init', kind: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\nexec /sbin/init\n') }),
   ];
 }
 
@@ -108,8 +78,8 @@ describe('writeCpio', () => {
     assert.equal(get('init').mtime, 1700000000);
   });
 
-  it('lists correctly with GNU cpio', { skip: have('cpio') ? false : 'cpio not installed' }, () => {
-    const out = run('cpio', ['-t', '-v', '--numeric-uid-gid', '-F', file]);
+  it('lists correctly with GNU cpio', skipUnless('cpio', 'cpio'), () => {
+    const out = runTool('cpio', ['-t', '-v', '--numeric-uid-gid', '-F', file]);
     assert.match(out, /^drwxr-xr-x +2 0 +0 +0 Nov 14 +2023 a$/m);
     assert.match(out, /^-rwxr-xr-x +3 0 +0 +100003 Nov 14 +2023 c\/third-libc$/m);
     assert.match(out, /^lrwxrwxrwx +1 0 +0 +12 .* a\/sh -> \/bin\/busybox$/m);
@@ -120,21 +90,19 @@ describe('writeCpio', () => {
     assert.equal(out.trim().split('\n').length, sample().length);
   });
 
-  it('lists correctly with bsdtar', { skip: have('bsdtar') ? false : 'bsdtar not installed' }, () => {
-    const out = run('bsdtar', ['-tvf', file, '--numeric-owner']);
+  it('lists correctly with bsdtar', skipUnless('bsdtar', 'libarchive-tools'), () => {
+    const out = runTool('bsdtar', ['-tvf', file, '--numeric-owner']);
     assert.match(out, /^lrwxrwxrwx .* a\/sh -> \/bin\/busybox$/m);
     assert.match(out, /^-rw-r--r-- +1 1000 +100 +7 Nov 14 +2023 b\/unique$/m);
     assert.match(out, /^crw------- .* 5,1 .* dev\/console$/m);
     assert.equal(out.trim().split('\n').length, sample().length);
   });
 
-  it('extracts correctly with cpio -idm, deduplicated files in full', {
-    skip: have('cpio') ? false : 'cpio not installed',
-  }, () => {
+  it('extracts correctly with cpio -idm, deduplicated files in full', skipUnless('cpio', 'cpio'), () => {
     const dest = join(work, 'x');
     mkdirSync(dest);
     // Device nodes left out: mknod needs privileges a CI user may not have.
-    run('cpio', ['-idm', '--quiet', '--no-absolute-filenames', '-F', file, '--nonmatching', 'dev/*'], {
+    runTool('cpio', ['-idm', '--quiet', '--no-absolute-filenames', '-F', file, '--nonmatching', 'dev/*'], {
       cwd: dest,
     });
     for (const s of sample()) {
@@ -152,7 +120,7 @@ describe('writeCpio', () => {
 
   it('rejects what newc cannot hold, and bad input', () => {
     assert.throws(
-      () => writeCpio([e({ path: 'x', kind: 'file', uid: 2 ** 32, data: Buffer.alloc(1) })]),
+      () => writeCpio([fsEntry({ path: 'x', kind: 'file', uid: 2 ** 32, data: Buffer.alloc(1) })]),
       UserError,
     );
     assert.throws(() => [...readCpio(cpio.subarray(0, 200))], /truncated/);

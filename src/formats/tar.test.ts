@@ -1,37 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import {
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { fsEntry, tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
 import type { FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { readTar, type TarEntry, writeTar } from './tar.js';
 
-function have(tool: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-}
-function run(cmd: string, args: string[], opts: { cwd?: string } = {}): string {
-  const r = spawnSync(cmd, args, {
-    ...opts,
-    encoding: 'utf8',
-    env: { ...process.env, LC_ALL: 'C.UTF-8', TZ: 'UTC' },
-  });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-const work = mkdtempSync(join(tmpdir(), 'tar-test-'));
-after(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir('tar-test-');
 
 const longDir = `${'d'.repeat(60)}/${'e'.repeat(60)}/${'f'.repeat(60)}/${'g'.repeat(60)}/${'h'.repeat(60)}`;
 const longFile = `${longDir}/${'n'.repeat(120)}.txt`; // > 255 bytes, last component > 100
@@ -58,7 +36,7 @@ function byName(entries: TarEntry[]): Map<string, TarEntry> {
   return new Map(entries.map((e) => [e.name.replace(/^\.\//, '').replace(/\/$/, ''), e]));
 }
 
-describe('readTar', { skip: have('tar') ? false : 'GNU tar not installed' }, () => {
+describe('readTar', skipUnless('tar', 'tar'), () => {
   const src = makeSourceTree();
   const xattrsWork = spawnSync('getfattr', ['-n', 'user.bin', join(src, 'caps')]).status === 0;
   const common = ['--sort=name', '--owner=3000000', '--group=2500000', '--numeric-owner', '-C', src, '.'];
@@ -67,11 +45,23 @@ describe('readTar', { skip: have('tar') ? false : 'GNU tar not installed' }, () 
     it(`reads archives written by ${format === 'bsdtar' ? 'bsdtar' : `GNU tar --format=${format}`}`, (t) => {
       const out = join(work, `${format}.tar`);
       if (format === 'bsdtar') {
-        if (!have('bsdtar')) return t.skip('bsdtar not installed');
-        run('bsdtar', ['-cf', out, '--format=pax', '--uid', '3000000', '--gid', '2500000', '-C', src, '.']);
+        const { skip } = skipUnless('bsdtar', 'libarchive-tools');
+        if (skip) return t.skip(skip);
+        runTool('bsdtar', [
+          '-cf',
+          out,
+          '--format=pax',
+          '--uid',
+          '3000000',
+          '--gid',
+          '2500000',
+          '-C',
+          src,
+          '.',
+        ]);
       } else if (format === 'posix-xattrs') {
-        run('tar', ['-cf', out, '--format=posix', '--xattrs', '--xattrs-include=*', ...common]);
-      } else run('tar', ['-cf', out, `--format=${format}`, ...common]);
+        runTool('tar', ['-cf', out, '--format=posix', '--xattrs', '--xattrs-include=*', ...common]);
+      } else runTool('tar', ['-cf', out, `--format=${format}`, ...common]);
       const entries = [...readTar(readFileSync(out))];
       const m = byName(entries);
       const long = m.get(longFile);
@@ -108,11 +98,11 @@ describe('readTar', { skip: have('tar') ? false : 'GNU tar not installed' }, () 
     const d = join(work, 'ustarsrc');
     mkdirSync(join(d, 'p'.repeat(90)), { recursive: true });
     writeFileSync(join(d, name), 'u');
-    run('tar', ['-cf', out, '--format=ustar', '-C', d, name]);
+    runTool('tar', ['-cf', out, '--format=ustar', '-C', d, name]);
     const [e] = [...readTar(readFileSync(out))];
     assert.equal(e!.name, name);
     mkdirSync(join(d, 'v7dir'));
-    run('tar', ['-cf', out, '--format=v7', '-C', d, 'v7dir']);
+    runTool('tar', ['-cf', out, '--format=v7', '-C', d, 'v7dir']);
     const v7 = [...readTar(readFileSync(out))];
     assert.equal(v7[0]!.kind, 'dir'); // v7 has no dir type: a '/'-terminated name
   });
@@ -120,7 +110,7 @@ describe('readTar', { skip: have('tar') ? false : 'GNU tar not installed' }, () 
   it('skips pax global headers as GNU tar and bsdtar do', () => {
     const out = join(work, 'global.tar');
     writeFileSync(join(work, 'g'), 'g');
-    run('tar', ['-cf', out, '--format=posix', '--pax-option=uid=77', '-C', work, 'g']);
+    runTool('tar', ['-cf', out, '--format=posix', '--pax-option=uid=77', '-C', work, 'g']);
     const buf = readFileSync(out);
     assert.equal(buf[156], 0x67); // the archive does start with a 'g' header
     const [e, ...rest] = [...readTar(buf)];
@@ -145,36 +135,35 @@ describe('readTar', { skip: have('tar') ? false : 'GNU tar not installed' }, () 
 /** The entries every writer test uses. */
 function sampleEntries(): FsEntry[] {
   const shared = Buffer.from('shared contents\n');
-  const e = (p: Partial<FsEntry> & Pick<FsEntry, 'path' | 'kind'>): FsEntry => ({
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    mtime: 1700000000,
-    ...p,
-  });
   return [
-    e({ path: 'bin', kind: 'dir', mode: 0o755 }),
-    e({ path: 'bin/sh', kind: 'file', mode: 0o4755, data: Buffer.from('#!/bin/false\n') }),
-    e({ path: 'dev', kind: 'dir', mode: 0o755 }),
-    e({ path: 'dev/null', kind: 'char', mode: 0o666, devmajor: 1, devminor: 3 }),
-    e({ path: 'dev/sda', kind: 'block', mode: 0o660, gid: 6, devmajor: 8, devminor: 0 }),
-    e({ path: 'dev/pipe', kind: 'fifo', mode: 0o600 }),
-    e({ path: 'etc', kind: 'dir', mode: 0o755, mtime: -86400 }),
-    e({ path: 'etc/a', kind: 'file', data: shared }),
-    e({ path: 'etc/b', kind: 'file', data: shared }), // same object: a hard link
-    e({ path: 'etc/c', kind: 'file', data: Buffer.from('shared contents\n') }), // equal bytes, other object
-    e({ path: 'etc/big-ids', kind: 'file', uid: 3000000, gid: 0o7777777 + 1, data: Buffer.from('ids') }),
-    e({
+    fsEntry({ path: 'bin', kind: 'dir', mode: 0o755 }),
+    fsEntry({ path: 'bin/sh', kind: 'file', mode: 0o4755, data: Buffer.from('#!/bin/false\n') }),
+    fsEntry({ path: 'dev', kind: 'dir', mode: 0o755 }),
+    fsEntry({ path: 'dev/null', kind: 'char', mode: 0o666, devmajor: 1, devminor: 3 }),
+    fsEntry({ path: 'dev/sda', kind: 'block', mode: 0o660, gid: 6, devmajor: 8, devminor: 0 }),
+    fsEntry({ path: 'dev/pipe', kind: 'fifo', mode: 0o600 }),
+    fsEntry({ path: 'etc', kind: 'dir', mode: 0o755, mtime: -86400 }),
+    fsEntry({ path: 'etc/a', kind: 'file', data: shared }),
+    fsEntry({ path: 'etc/b', kind: 'file', data: shared }), // same object: a hard link
+    fsEntry({ path: 'etc/c', kind: 'file', data: Buffer.from('shared contents\n') }), // equal bytes, other object
+    fsEntry({
+      path: 'etc/big-ids',
+      kind: 'file',
+      uid: 3000000,
+      gid: 0o7777777 + 1,
+      data: Buffer.from('ids'),
+    }),
+    fsEntry({
       path: 'etc/caps',
       kind: 'file',
       data: Buffer.from('x'),
       xattrs: { 'user.bin': xattrValue, 'user.a': Buffer.from('A') },
     }),
-    e({ path: 'etc/link', kind: 'symlink', mode: 0o777, target: longTarget }),
-    e({ path: 'etc/übung', kind: 'file', data: Buffer.alloc(513, 1) }),
-    e({ path: longDir.split('/')[0]!, kind: 'dir', mode: 0o700, uid: 1000, gid: 1000 }),
-    e({ path: longFile, kind: 'file', data: Buffer.from('deep') }),
-    e({ path: `${'s'.repeat(150)}/${'t'.repeat(99)}`, kind: 'file', data: Buffer.alloc(0) }),
+    fsEntry({ path: 'etc/link', kind: 'symlink', mode: 0o777, target: longTarget }),
+    fsEntry({ path: 'etc/übung', kind: 'file', data: Buffer.alloc(513, 1) }),
+    fsEntry({ path: longDir.split('/')[0]!, kind: 'dir', mode: 0o700, uid: 1000, gid: 1000 }),
+    fsEntry({ path: longFile, kind: 'file', data: Buffer.from('deep') }),
+    fsEntry({ path: `${'s'.repeat(150)}/${'t'.repeat(99)}`, kind: 'file', data: Buffer.alloc(0) }),
   ];
 }
 
@@ -225,8 +214,8 @@ describe('writeTar', () => {
     assert.ok(small.subarray(265, 329).every((b) => b === 0)); // no uname/gname
   });
 
-  it('lists correctly with GNU tar', { skip: have('tar') ? false : 'GNU tar not installed' }, () => {
-    const lines = run('tar', ['--numeric-owner', '-tvf', file]).trim().split('\n');
+  it('lists correctly with GNU tar', skipUnless('tar', 'tar'), () => {
+    const lines = runTool('tar', ['--numeric-owner', '-tvf', file]).trim().split('\n');
     const find = (suffix: string) => {
       const l = lines.find((x) => x.endsWith(suffix) || x.includes(` ${suffix} `));
       assert.ok(l, `no line for ${suffix} in\n${lines.join('\n')}`);
@@ -245,8 +234,8 @@ describe('writeTar', () => {
     assert.equal(lines.length, entries.length);
   });
 
-  it('lists correctly with bsdtar', { skip: have('bsdtar') ? false : 'bsdtar not installed' }, () => {
-    const out = run('bsdtar', ['--numeric-owner', '-tvf', file]);
+  it('lists correctly with bsdtar', skipUnless('bsdtar', 'libarchive-tools'), () => {
+    const out = runTool('bsdtar', ['--numeric-owner', '-tvf', file]);
     // columns: mode, nlink, uid, gid, size (or major,minor), date, name
     assert.match(out, /\n-rwsr-xr-x +0 0 +0 +13 Nov 14 +2023 bin\/sh\n/);
     assert.match(out, /\ncrw-rw-rw- +0 0 +0 +1,3 .* dev\/null\n/);
@@ -259,13 +248,16 @@ describe('writeTar', () => {
     assert.equal(out.trim().split('\n').length, entries.length);
   });
 
-  for (const tool of ['tar', 'bsdtar']) {
-    it(`extracts correctly with ${tool}`, { skip: have(tool) ? false : `${tool} not installed` }, () => {
+  for (const [tool, aptPackage] of [
+    ['tar', 'tar'],
+    ['bsdtar', 'libarchive-tools'],
+  ] as const) {
+    it(`extracts correctly with ${tool}`, skipUnless(tool, aptPackage), () => {
       const dest = join(work, `x-${tool}`);
       mkdirSync(dest);
       const args =
         tool === 'tar' ? ['--xattrs', '--xattrs-include=*', '--exclude=dev/*'] : ['--exclude', 'dev/*'];
-      run(tool, ['-xf', file, '-C', dest, ...args]);
+      runTool(tool, ['-xf', file, '-C', dest, ...args]);
       for (const e of entries) {
         if (e.kind !== 'file') continue;
         assert.deepEqual(readFileSync(join(dest, e.path)), Buffer.from(e.data!), e.path);

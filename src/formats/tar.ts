@@ -277,18 +277,8 @@ export function* readTar(buf: Uint8Array): Generator<TarEntry> {
 /* ---------------------------------- writer ---------------------------------- */
 
 /** What one header describes; `path` is written as is (the caller adds a dir's trailing '/'). */
-export interface TarHeaderInput {
+export interface TarHeaderInput extends Omit<TarEntry, 'name' | 'data'> {
   path: string;
-  kind: TarEntry['kind'];
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
-  linkname?: string;
-  devmajor?: number;
-  devminor?: number;
-  xattrs?: Record<string, Uint8Array>;
 }
 
 const TYPEFLAG: Record<TarEntry['kind'], string> = {

@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import {
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { linkSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
 import { encodeTarHeader, readTar, TAR_END, type TarHeaderInput, tarPadding } from '../formats/tar.js';
 import { UserError } from '../util/errors.js';
 import { applyLayer, treeFromTar, treeToTar } from './layer.js';
@@ -37,8 +28,7 @@ function layer(...members: Member[]): Buffer {
 const text = (t: FsTree, p: string) => Buffer.from(t.get(p)!.data!).toString();
 const paths = (t: FsTree) => t.entries().map((e) => e.path);
 
-const work = mkdtempSync(join(tmpdir(), 'layer-test-'));
-after(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir('layer-test-');
 
 describe('applyLayer', () => {
   it('builds a tree, stripping "./" and a leading "/"', () => {
@@ -201,17 +191,14 @@ describe('applyLayer', () => {
     assert.equal(t.get('s')!.kind, 'file');
   });
 
-  it('reads a layer made by GNU tar and writes it back', {
-    skip: spawnSync('sh', ['-c', 'command -v tar']).status === 0 ? false : 'GNU tar not installed',
-  }, () => {
+  it('reads a layer made by GNU tar and writes it back', skipUnless('tar', 'tar'), () => {
     const src = join(work, 'src');
     mkdirSync(join(src, 'usr/lib'), { recursive: true });
     writeFileSync(join(src, 'usr/lib/libc.so.6'), Buffer.alloc(5000, 3), { mode: 0o755 });
     linkSync(join(src, 'usr/lib/libc.so.6'), join(src, 'usr/lib/libc-hard'));
     symlinkSync('usr/lib', join(src, 'lib'));
     const tarFile = join(work, 'layer.tar');
-    const r = spawnSync('tar', ['-cf', tarFile, '--sort=name', '--numeric-owner', '-C', src, '.']);
-    assert.equal(r.status, 0);
+    runTool('tar', ['-cf', tarFile, '--sort=name', '--numeric-owner', '-C', src, '.']);
     const t = treeFromTar(readFileSync(tarFile));
     assert.deepEqual(paths(t), ['lib', 'usr', 'usr/lib', 'usr/lib/libc-hard', 'usr/lib/libc.so.6']);
     assert.equal(t.get('usr/lib/libc-hard')!.data, t.get('usr/lib/libc.so.6')!.data);
@@ -220,7 +207,7 @@ describe('applyLayer', () => {
     assert.deepEqual(treeToTar(treeFromTar(out)), out); // stable through a round trip
     const x = join(work, 'x');
     mkdirSync(x);
-    assert.equal(spawnSync('tar', ['-xf', '-', '-C', x], { input: out }).status, 0);
+    runTool('tar', ['-xf', '-', '-C', x], { input: out });
     assert.deepEqual(readFileSync(join(x, 'usr/lib/libc.so.6')), Buffer.alloc(5000, 3));
     assert.equal(statSync(join(x, 'usr/lib/libc-hard')).ino, statSync(join(x, 'usr/lib/libc.so.6')).ino);
   });

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { runTool, runToolBytes, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
 import { sha256Digest } from './digest.js';
 import { imageTree, loadImage, writeImage } from './image.js';
 import { ImageStore, type Index, type Manifest, MEDIA_TYPE } from './layout.js';
 
-const hasSkopeo = spawnSync('skopeo', ['--version']).status === 0;
-const needSkopeo = hasSkopeo ? {} : { skip: 'skopeo is not installed (apt-get install skopeo)' };
+const needSkopeo = skipUnless('skopeo', 'skopeo');
 
 let work: string;
 let tarA: Buffer;
@@ -28,7 +27,7 @@ before(async () => {
   await writeFile(join(b, 'etc/hello'), 'hello again\n');
   await writeFile(join(b, 'etc/.wh.gone'), '');
   const tar = (dir: string) =>
-    execFileSync('tar', [
+    runToolBytes('tar', [
       '--sort=name',
       '--owner=0',
       '--group=0',
@@ -54,8 +53,7 @@ const newStore = async () => {
   await s.init();
   return s;
 };
-const skopeo = (...args: string[]) =>
-  execFileSync('skopeo', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const skopeo = (...args: string[]) => runTool('skopeo', args);
 
 const CONFIG = {
   Entrypoint: ['/bin/sh'],

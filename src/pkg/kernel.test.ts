@@ -3,26 +3,17 @@
  * write are checked against what the real depmod computes over the whole module tree.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { runTool, skipUnless } from '../../test/tools.js';
 import { debianCloudKernel } from '../debian/testing.js';
 import { treeFromTar } from '../fs/layer.js';
 import { kernelImageTree } from './kernel.js';
 
-const hasDepmod = (() => {
-  try {
-    execFileSync('depmod', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
 test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writes it', {
-  skip: !hasDepmod && 'depmod (kmod) is not installed',
+  ...skipUnless('depmod', 'kmod'),
   timeout: 300_000,
 }, async () => {
   const pkg = (await debianCloudKernel()).tree;
@@ -62,7 +53,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
       await mkdir(path.join(root, path.dirname(e.path)), { recursive: true });
       await writeFile(path.join(root, e.path), e.data!);
     }
-    execFileSync('depmod', ['-b', root, version]);
+    runTool('depmod', ['-b', root, version]);
     const { readFile } = await import('node:fs/promises');
     const real = new Map(
       (await readFile(path.join(root, 'lib/modules', version, 'modules.dep'), 'utf8'))

@@ -5,16 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { tempDir } from '../../test/helpers.js';
+import { hostHas, skipUnless } from '../../test/tools.js';
 import { debianCloudKernel } from '../debian/testing.js';
 import { writeCpio } from '../formats/cpio.js';
 import { UserError } from '../util/errors.js';
 import { bootProbe, DEFAULT_QEMU, probeAccel, probeBootSector, qemuArgs, runQemu } from './qemu.js';
 
-function onPath(cmd: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((d) => d && existsSync(path.join(d, cmd)));
-}
-const haveQemu = onPath(DEFAULT_QEMU);
-const NO_QEMU = `${DEFAULT_QEMU} not installed (apt-get install qemu-system-x86)`;
+const needQemu = skipUnless(DEFAULT_QEMU, 'qemu-system-x86');
 
 /** A static busybox from the host (Debian's busybox-static), never a dynamic one. */
 function findStaticBusybox(): string | undefined {
@@ -101,7 +99,7 @@ describe('probeAccel', () => {
     );
   });
 
-  test('answers kvm or tcg in bounded time, and remembers it', { skip: !haveQemu && NO_QEMU }, async () => {
+  test('answers kvm or tcg in bounded time, and remembers it', needQemu, async () => {
     delete process.env.LINUXKIT_QEMU_ACCEL;
     const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'lk-accel-'));
     try {
@@ -122,27 +120,28 @@ describe('probeAccel', () => {
     }
   });
 
-  test('the probe guest really runs under TCG, and a hung guest is killed at the deadline', {
-    skip: !haveQemu && NO_QEMU,
-  }, async () => {
-    assert.equal(await bootProbe(DEFAULT_QEMU, 'tcg', 20_000), true);
-    const t0 = Date.now();
-    // 1 ms is too short for qemu even to start: counts as a hang, and must come back promptly.
-    assert.equal(await bootProbe(DEFAULT_QEMU, 'tcg', 1), false);
-    assert.ok(Date.now() - t0 < 5000);
-  });
+  test(
+    'the probe guest really runs under TCG, and a hung guest is killed at the deadline',
+    needQemu,
+    async () => {
+      assert.equal(await bootProbe(DEFAULT_QEMU, 'tcg', 20_000), true);
+      const t0 = Date.now();
+      // 1 ms is too short for qemu even to start: counts as a hang, and must come back promptly.
+      assert.equal(await bootProbe(DEFAULT_QEMU, 'tcg', 1), false);
+      assert.ok(Date.now() - t0 < 5000);
+    },
+  );
 });
 
 describe('runQemu', () => {
   const busybox = findStaticBusybox();
-  const skip = !haveQemu ? NO_QEMU : !busybox ? 'no static busybox (apt-get install busybox-static)' : false;
-  let dir = '';
+  const skip = needQemu.skip || (!busybox && 'no static busybox (apt-get install busybox-static)');
+  const dir = tempDir('lk-qemu-');
   let initrd = '';
   let kernel = '';
   const MARKER = 'linuxkit-qemu-test: userspace reached';
 
   before(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'lk-qemu-'));
     if (skip) return;
     kernel = process.env.LINUXKIT_TEST_KERNEL ?? (await debianCloudKernel()).vmlinuz;
     const init = `#!/bin/busybox sh\necho "${MARKER}"\nexec /bin/busybox poweroff -f\n`;
@@ -157,16 +156,13 @@ describe('runQemu', () => {
     initrd = path.join(dir, 'initrd.img');
     await writeFile(initrd, gzipSync(cpio, { level: 1 }));
   });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
 
   test('a missing qemu or kernel is a UserError', async () => {
     await assert.rejects(
       runQemu({ kernel: 'k', initrd: 'i', cmdline: '', qemu: 'no-such-qemu-binary', accel: 'tcg' }),
       (e: unknown) => e instanceof UserError && /apt-get install qemu-system-x86/.test(e.message),
     );
-    if (haveQemu) {
+    if (hostHas(DEFAULT_QEMU)) {
       await assert.rejects(
         runQemu({
           kernel: path.join(dir, 'nope'),

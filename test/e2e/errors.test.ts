@@ -3,21 +3,12 @@
  * output files.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { cli, REPO } from '../helpers.js';
+import { test } from 'node:test';
+import { cli, pkgRef as pkg, tempDir } from '../helpers.js';
 
-let dir: string;
-before(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'lk-errors-'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const pkg = (name: string) => JSON.stringify(`@pkg:${path.join(REPO, 'pkg', name)}`);
+const dir = tempDir('lk-errors-');
 
 async function buildBad(name: string, yaml: string) {
   const file = path.join(dir, `${name}.yml`);

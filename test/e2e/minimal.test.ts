@@ -3,21 +3,14 @@
  * pkg/ (real Debian archives), boot it in qemu, and see `suite PASSED` before a clean power-off.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { build } from '../../src/build/build.js';
 import { runQemu } from '../../src/run/qemu.js';
-import { REPO, TEST_CACHE } from '../helpers.js';
+import { REPO, TEST_CACHE, tempDir } from '../helpers.js';
 
-let out: string;
-before(async () => {
-  out = await mkdtemp(path.join(os.tmpdir(), 'lk-minimal-'));
-});
-after(async () => {
-  await rm(out, { recursive: true, force: true });
-});
+const out = tempDir('lk-minimal-');
 
 test('examples/minimal.yml builds and boots to suite PASSED', { timeout: 900_000 }, async () => {
   const { outputs } = await build({

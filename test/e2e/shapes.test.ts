@@ -4,23 +4,14 @@
  * capabilities, net and pid all take effect in the booted VM.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { build } from '../../src/build/build.js';
 import { runQemu } from '../../src/run/qemu.js';
-import { REPO, TEST_CACHE } from '../helpers.js';
+import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
 
-let dir: string;
-before(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'lk-shapes-'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const pkg = (name: string) => JSON.stringify(`@pkg:${path.join(REPO, 'pkg', name)}`);
+const dir = tempDir('lk-shapes-');
 
 async function buildAndBoot(name: string, yaml: string): Promise<{ code: number; log: string }> {
   const file = path.join(dir, `${name}.yml`);
