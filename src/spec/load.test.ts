@@ -98,6 +98,7 @@ describe('loadConfig: valid configs', () => {
         { path: 'etc/localtime', symlink: '/usr/share/zoneinfo/UTC' },
         { path: 'etc/empty' },
       ],
+      volumes: [],
     });
   });
 
@@ -109,6 +110,7 @@ describe('loadConfig: valid configs', () => {
       onshutdown: [],
       services: [],
       files: [],
+      volumes: [],
     });
   });
 

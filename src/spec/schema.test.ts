@@ -72,6 +72,8 @@ describe('schema', () => {
       'onshutdown',
       'services',
       'files',
+      'volumes',
+      'trust',
     ]);
   });
 });
