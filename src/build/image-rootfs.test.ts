@@ -35,3 +35,19 @@ test('init images get resolv.conf as a symlink a DHCP client can fill', () => {
   assert.equal(out.get('etc/resolv.conf')?.kind, 'symlink');
   assert.equal(out.get('etc/resolv.conf')?.target, '/run/resolvconf/resolv.conf');
 });
+
+test("an image whose resolv.conf is a symlink gets a 0644 file, not the link's 0777", () => {
+  const t = new FsTree();
+  t.set({
+    path: 'etc/resolv.conf',
+    kind: 'symlink',
+    mode: 0o777,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    target: '/run/x',
+  });
+  const e = imageRootfs(t, { mtime: 0 }).get('etc/resolv.conf')!;
+  assert.equal(e.kind, 'file');
+  assert.equal(e.mode, 0o644);
+});

@@ -29,7 +29,7 @@ export function imageRootfs(image: FsTree, opts: { resolv?: string; mtime: numbe
   const out = new FsTree();
   const mtime = opts.mtime;
   const root = { uid: 0, gid: 0, mtime };
-  const resolvEntry = (e: Pick<FsEntry, 'mode' | 'uid' | 'gid'>): FsEntry =>
+  const resolvEntry = (e: Pick<FsEntry, 'kind' | 'mode' | 'uid' | 'gid'>): FsEntry =>
     opts.resolv
       ? {
           path: 'etc/resolv.conf',
@@ -43,7 +43,8 @@ export function imageRootfs(image: FsTree, opts: { resolv?: string; mtime: numbe
       : {
           path: 'etc/resolv.conf',
           kind: 'file',
-          mode: e.mode,
+          // A symlink's 0777 is no file mode: such an image gets the usual 0644.
+          mode: e.kind === 'file' ? e.mode : 0o644,
           uid: e.uid,
           gid: e.gid,
           mtime,
@@ -60,7 +61,7 @@ export function imageRootfs(image: FsTree, opts: { resolv?: string; mtime: numbe
   for (const d of dirs) if (!out.has(d)) out.set({ path: d, kind: 'dir', mode: 0o755, ...root });
   if (!out.has('etc/mtab'))
     out.set({ path: 'etc/mtab', kind: 'symlink', mode: 0o755, ...root, target: '/proc/mounts' });
-  if (!out.has('etc/resolv.conf')) out.set(resolvEntry({ mode: 0o644, uid: 0, gid: 0 }));
+  if (!out.has('etc/resolv.conf')) out.set(resolvEntry({ kind: 'file', mode: 0o644, uid: 0, gid: 0 }));
   if (!out.has('etc/hosts'))
     out.set({ path: 'etc/hosts', kind: 'file', mode: 0o644, ...root, data: text(HOSTS) });
   return out;

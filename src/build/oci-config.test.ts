@@ -14,8 +14,10 @@ import {
   encodeGoJson,
   type ImageConfigLike,
   type ImageSettings,
+  idNumeric,
   imageRoot,
   parseConfigLabel,
+  volumeBinds,
 } from './oci-config.js';
 
 /** A YAML entry with any settings (ContainerSpec grows towards ImageSettings). */
@@ -677,6 +679,78 @@ describe('runtime.json fields', () => {
       plan.runtime.mounts.map((m) => m.destination),
       ['/containers/services/t/rootfs', '/x'],
     );
+  });
+});
+
+describe('volumes bound by name', () => {
+  const vols = [{ name: 'data' }, { name: 'seed', readonly: true }];
+  const fail = (m: string): never => {
+    throw new UserError(m);
+  };
+  it('points binds, binds.add and bind mounts naming a volume at its merged dir', () => {
+    const out = volumeBinds(
+      {
+        binds: ['data:/d', '/etc:/etc:ro'],
+        'binds.add': ['seed:/s:ro'],
+        mounts: [
+          { type: 'bind', source: 'data', destination: '/m', options: ['rbind', 'rw'] },
+          { type: 'tmpfs', source: 'tmpfs', destination: '/t' },
+        ],
+      },
+      vols,
+      fail,
+    );
+    assert.deepEqual(out.binds, ['/containers/volumes/data/merged:/d', '/etc:/etc:ro']);
+    assert.deepEqual(out['binds.add'], ['/containers/volumes/seed/merged:/s:ro']);
+    assert.equal(out.mounts?.[0]?.source, '/containers/volumes/data/merged');
+    assert.equal(out.mounts?.[1]?.source, 'tmpfs');
+  });
+  it('the config.json bind takes the merged dir with the default options', () => {
+    const plan = containerConfig(spec({ binds: ['data:/d'] }), {}, { volumes: vols });
+    const m = plan.config.mounts?.find((x) => x.destination === '/d');
+    assert.deepEqual(m, {
+      destination: '/d',
+      type: 'bind',
+      source: '/containers/volumes/data/merged',
+      options: ['rw', 'rbind', 'rshared'],
+    });
+  });
+  it('rejects an unknown volume and a read-only volume bound read-write', () => {
+    throwsUser(
+      () => containerConfig(spec({ binds: ['nope:/d'] }), {}, { volumes: vols }),
+      /no volume named "nope"/,
+    );
+    throwsUser(
+      () => containerConfig(spec({ binds: ['seed:/s'] }), {}, { volumes: vols }),
+      /seed is read-only/,
+    );
+    throwsUser(
+      () =>
+        containerConfig(
+          spec({ mounts: [{ type: 'bind', source: 'seed', destination: '/s', options: ['rw', 'ro'] }] }),
+          {},
+          { volumes: vols },
+        ),
+      /seed is read-only/,
+    );
+  });
+  it("leaves the label's binds alone, as upstream does", () => {
+    const c = containerConfig(spec(), withLabel({ binds: ['rel:/r'] }), { volumes: vols }).config;
+    assert.equal(c.mounts?.find((x) => x.destination === '/r')?.source, 'rel');
+  });
+});
+
+describe('idNumeric', () => {
+  const fail = (m: string): never => {
+    throw new UserError(m);
+  };
+  it('numbers, root, and container names through the id map', () => {
+    const map = containerIdMap({ onboot: [{ name: 'a' }], onshutdown: [], services: [{ name: 'b' }] });
+    assert.equal(idNumeric(undefined, map, fail, 'uid'), 0);
+    assert.equal(idNumeric(42, map, fail, 'uid'), 42);
+    assert.equal(idNumeric('root', map, fail, 'uid'), 0);
+    assert.equal(idNumeric('b', map, fail, 'uid'), 101);
+    throwsUser(() => idNumeric('zz', map, fail, 'gid'), /gid: cannot find id "zz"/);
   });
 });
 

@@ -331,6 +331,8 @@ const runtime = z.strictObject({
     .optional(),
   bindNS: bindNS.optional(),
   namespace: z.string().optional(),
+  // Upstream's schema allows it in labels; it only matters to containerd's restart logic.
+  noRestart: z.boolean().optional(),
 });
 
 /** The label's schema. Also fits the YAML container entry minus `name` and `image`. */
@@ -527,6 +529,80 @@ export interface ContainerConfigOptions {
    * the system root: this bundle then reuses it and extracts nothing.
    */
   sharedRoot?: string;
+  /**
+   * The config's `volumes:`. When given, a YAML bind (or bind mount) whose source does not
+   * start with `/` names a volume and is pointed at its merged dir (see volumeBinds).
+   */
+  volumes?: readonly VolumeRef[];
+}
+
+export interface VolumeRef {
+  name: string;
+  readonly?: boolean;
+}
+
+/** Where the volumes live in the system (upstream allVolumesBaseDir), relative to the root. */
+export const VOLUMES_DIR = 'containers/volumes';
+
+/** What containers bind for a volume: lower/ as is (read-only) or with an overlay (writable). */
+export const volumeMergedDir = (name: string): string => `/${VOLUMES_DIR}/${name}/merged`;
+
+/**
+ * Upstream's updateMountsAndBindsFromVolumes: in the YAML entry's `binds`, `binds.add` and
+ * bind `mounts`, a source not starting with `/` is a volume name, replaced by the volume's
+ * merged dir. A read-only volume must be bound `ro`. The label's binds are not rewritten.
+ */
+export function volumeBinds(
+  yaml: ImageSettings,
+  volumes: readonly VolumeRef[],
+  fail: (msg: string) => never,
+): ImageSettings {
+  const byName = new Map(volumes.map((v) => [v.name, v]));
+  const rewrite = (list: string[] | undefined, field: string) =>
+    list?.map((b, i) => {
+      const parts = b.split(':');
+      const source = parts[0] as string;
+      if (source.startsWith('/')) return b;
+      const vol = byName.get(source);
+      if (!vol) return fail(`${field}[${i}]: no volume named ${JSON.stringify(source)}`);
+      if (vol.readonly && parts[2] !== 'ro') {
+        fail(`${field}[${i}]: volume ${source} is read-only, but is bound read-write (add :ro)`);
+      }
+      return [volumeMergedDir(source), ...parts.slice(1)].join(':');
+    });
+  const out: ImageSettings = { ...yaml };
+  if (yaml.binds) out.binds = rewrite(yaml.binds, 'binds');
+  if (yaml['binds.add']) out['binds.add'] = rewrite(yaml['binds.add'], 'binds.add');
+  if (yaml.mounts) {
+    out.mounts = yaml.mounts.map((m, i) => {
+      const source = m.source ?? '';
+      if (m.type !== 'bind' || source.startsWith('/')) return m;
+      const vol = byName.get(source);
+      if (!vol) return fail(`mounts[${i}]: no volume named ${JSON.stringify(source)}`);
+      // the first of rw / ro decides
+      const ro = (m.options ?? []).find((o) => o === 'ro' || o === 'rw') === 'ro';
+      if (vol.readonly && !ro) fail(`mounts[${i}]: volume ${source} is read-only, but is mounted read-write`);
+      return { ...m, source: volumeMergedDir(source) };
+    });
+  }
+  return out;
+}
+
+/**
+ * A uid or gid as a number (upstream IDNumeric): numbers as they are, `root` or empty 0, and a
+ * container name the id the build allocated to that container.
+ */
+export function idNumeric(
+  v: IdSpec | undefined,
+  idMap: Readonly<Record<string, number>>,
+  fail: (msg: string) => never,
+  field: string,
+): number {
+  if (v === undefined) return 0;
+  if (typeof v === 'number') return toU32(v);
+  if (v === '' || v === 'root') return 0;
+  if (Object.hasOwn(idMap, v)) return idMap[v] as number;
+  return fail(`${field}: cannot find id ${JSON.stringify(v)} (a container name is expected)`);
 }
 
 export interface BundlePlan {
@@ -790,7 +866,7 @@ export function containerConfig(
   const fail = (msg: string): never => {
     throw new UserError(`container ${spec.name}: ${msg}`);
   };
-  const yaml = yamlSettings(spec);
+  const yaml = opts.volumes ? volumeBinds(yamlSettings(spec), opts.volumes, fail) : yamlSettings(spec);
   const labelText = image.Labels?.[CONFIG_LABEL];
   // an empty label is ignored, as upstream does
   const label: ImageSettings = labelText ? parseConfigLabel(labelText, spec.image) : {};
@@ -901,13 +977,7 @@ export function containerConfig(
   }
 
   const idMap = opts.idMap ?? {};
-  const numericId = (v: IdSpec | undefined, field: string): number => {
-    if (v === undefined) return 0;
-    if (typeof v === 'number') return toU32(v);
-    if (v === '' || v === 'root') return 0;
-    if (Object.hasOwn(idMap, v)) return idMap[v] as number;
-    return fail(`${field}: cannot find id ${JSON.stringify(v)} (a container name is expected)`);
-  };
+  const numericId = (v: IdSpec | undefined, field: string): number => idNumeric(v, idMap, fail, field);
   const uid = numericId(pick(label.uid, yaml.uid), 'uid');
   const gid = numericId(pick(label.gid, yaml.gid), 'gid');
   const additionalGids = (pick(label.additionalGids, yaml.additionalGids) ?? []).map((g) =>
