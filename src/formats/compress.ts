@@ -11,8 +11,6 @@
  */
 import { Buffer } from 'node:buffer';
 import zlib from 'node:zlib';
-import { decompress as fzstdDecompress } from 'fzstd';
-import xzDecompress from 'xz-decompress'; // CommonJS: no named exports under Node's ESM loader
 import { UserError } from '../util/errors.js';
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lz4' | 'none';
@@ -56,6 +54,9 @@ function message(e: unknown): string {
 }
 
 async function unxz(data: Uint8Array): Promise<Uint8Array> {
+  // Loaded on first use: its WebAssembly set-up costs every CLI start ~0.2 s otherwise.
+  // CommonJS: no named exports under Node's ESM loader.
+  const xzDecompress = (await import('xz-decompress')).default;
   // The package only offers a web stream; a Blob's stream feeds it without copying chunks.
   const reader = new xzDecompress.XzReadableStream(new Blob([data]).stream()).getReader();
   const chunks: Uint8Array[] = [];
@@ -84,7 +85,7 @@ export async function decompress(data: Uint8Array): Promise<Uint8Array> {
       case 'xz':
         return await unxz(data);
       case 'zstd':
-        return nodeZstd ? nodeZstd(data) : fzstdDecompress(data);
+        return nodeZstd ? nodeZstd(data) : (await import('fzstd')).decompress(data);
       case 'none':
         return data;
       default:

@@ -1,27 +1,274 @@
 /**
- * LinuxKit output format names -> writers. Each writer gets the assembled system and a path
- * prefix (DIR/NAME) and returns the files it wrote; all files of one build appear atomically.
+ * LinuxKit output format names -> writers. A writer is a small function from the assembled
+ * system (plus disk size and boot loader files) to the files it produces; a file is either
+ * bytes or a sparse image (written with holes). All byte files of one build appear atomically.
+ *
+ * Boot loaders come from package images (pkg/syslinux, pkg/systemd-boot in this repository),
+ * resolved by the build like any image: see BOOTLOADERS and loadBootloaders.
  */
+import { Buffer } from 'node:buffer';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Assembled } from '../build/assemble.js';
+import { FsTree } from '../fs/tree.js';
 import { writeFilesAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { sourceDateEpoch } from '../util/reproducible.js';
+import { type DiskFormat, kernelInitrdTar, rootfsTar, squashfsInitrdTree, wrapDisk } from './artifacts.js';
 import { gzip } from './compress.js';
 import { writeCpio } from './cpio.js';
+import { writeFat } from './fat.js';
+import { writeIso9660 } from './iso9660.js';
+import { GPT_FIRST_USABLE, GPT_TYPES, stableGuid, writeGpt } from './partition.js';
+import { type Extent, flatten, type SparseImage, sparseImage, writeSparseFile } from './sparse.js';
+import { writeSquashfs } from './squashfs.js';
 
-type Writer = (system: Assembled, prefix: string) => { path: string; data: Uint8Array }[];
+export interface OutputFile {
+  path: string;
+  /** Exactly one of data and sparse. */
+  data?: Uint8Array;
+  sparse?: SparseImage;
+}
+
+export interface OutputContext {
+  system: Assembled;
+  /** DIR/NAME: each writer appends its suffix. */
+  prefix: string;
+  /** Disk size in bytes for disk formats (`-size`; default 1024 MiB). */
+  size: number;
+  /** Boot loader package trees by package name (see BOOTLOADERS). */
+  boot: Map<string, FsTree>;
+  /** gzip(cpio(root)): built once per build, shared by the formats that need it. */
+  initrd(): Uint8Array;
+}
+
+export type Writer = (ctx: OutputContext) => OutputFile[];
+
+export const DEFAULT_DISK_SIZE = 1024 * 1024 * 1024;
+const MIB = 1 << 20;
+const utf8 = (s: string) => new TextEncoder().encode(s);
 
 function needKernel(system: Assembled, format: string): Uint8Array {
   if (!system.kernel) throw new UserError(`format ${format} needs a kernel: the YAML has no kernel section`);
   return system.kernel;
 }
 
+/** A file from a boot loader package image. */
+function bootFile(ctx: OutputContext, pkg: string, file: string): Uint8Array {
+  const e = ctx.boot.get(pkg)?.get(file);
+  if (e?.kind !== 'file') throw new UserError(`boot loader package ${pkg} has no file /${file}`);
+  return e.data!;
+}
+
+/** A tree of plain root-owned files, dated with the build's epoch (the cmdline is fixed data). */
+function fileTree(files: Record<string, Uint8Array>, mtime = 0): FsTree {
+  const t = new FsTree();
+  for (const [path, data] of Object.entries(files))
+    t.set({ path, kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data }, { mtime });
+  return t;
+}
+
+// ---- boot loader configurations and images ---------------------------------------------------
+
+const SYSLINUX = 'syslinux';
+const SYSTEMD_BOOT = 'systemd-boot';
+
+function isolinuxCfg(cmdline: string): Uint8Array {
+  return utf8(
+    [
+      'serial 0 115200',
+      'default linuxkit',
+      'prompt 0',
+      'timeout 0',
+      'label linuxkit',
+      '  kernel /kernel',
+      `  append initrd=/initrd.img ${cmdline}`.trimEnd(),
+      '',
+    ].join('\n'),
+  );
+}
+
+/** The BIOS-bootable hybrid ISO: isolinux (El Torito, boot info table) and an isohybrid MBR. */
+function biosIso(ctx: OutputContext, format: string): Buffer {
+  const tree = fileTree({
+    'isolinux/isolinux.bin': bootFile(ctx, SYSLINUX, 'usr/lib/ISOLINUX/isolinux.bin'),
+    'isolinux/ldlinux.c32': bootFile(ctx, SYSLINUX, 'usr/lib/syslinux/modules/bios/ldlinux.c32'),
+    'isolinux/isolinux.cfg': isolinuxCfg(ctx.system.cmdline),
+    kernel: needKernel(ctx.system, format),
+    'initrd.img': ctx.initrd(),
+  });
+  return writeIso9660(tree, {
+    volumeId: 'LINUXKIT',
+    boot: { bios: 'isolinux/isolinux.bin', catalog: 'isolinux/boot.cat' },
+    hybrid: { mbrCode: bootFile(ctx, SYSLINUX, 'usr/lib/ISOLINUX/isohdpfx.bin') },
+  });
+}
+
+/** An EFI System Partition's files: systemd-boot with one entry carrying the YAML's cmdline. */
+function espTree(ctx: OutputContext, format: string): FsTree {
+  const entry = ['title LinuxKit', 'linux /kernel', 'initrd /initrd.img'];
+  if (ctx.system.cmdline.trim()) entry.push(`options ${ctx.system.cmdline.trim()}`);
+  return fileTree({
+    'EFI/BOOT/BOOTX64.EFI': bootFile(ctx, SYSTEMD_BOOT, 'usr/lib/systemd/boot/efi/systemd-bootx64.efi'),
+    'loader/loader.conf': utf8('default linuxkit.conf\ntimeout 0\neditor no\n'),
+    'loader/entries/linuxkit.conf': utf8(`${entry.join('\n')}\n`),
+    kernel: needKernel(ctx.system, format),
+    'initrd.img': ctx.initrd(),
+  });
+}
+
+/** The UEFI-bootable hybrid ISO: a FAT ESP image as the El Torito EFI entry and an MBR partition. */
+function efiIso(ctx: OutputContext, format: string): Buffer {
+  const esp = flatten(writeFat(espTree(ctx, format), { label: 'LINUXKIT' }));
+  return writeIso9660(fileTree({ 'boot/efi.img': esp }), {
+    volumeId: 'LINUXKIT',
+    boot: { efi: 'boot/efi.img', catalog: 'boot/boot.cat' },
+    hybrid: {},
+  });
+}
+
+/** A disk image of `size` with the given extents and nothing else (the rest are holes). */
+function disk(size: number, extents: Extent[]): SparseImage {
+  return sparseImage(size, extents);
+}
+
+function diskSize(ctx: OutputContext, min: number, format: string): number {
+  const size = Math.ceil(ctx.size / MIB) * MIB;
+  if (size < min)
+    throw new UserError(
+      `format ${format} needs a disk of at least ${Math.ceil(min / MIB)} MiB (-size ${Math.ceil(ctx.size / MIB)}M)`,
+    );
+  return size;
+}
+
+/**
+ * GPT disk whose one partition (1 MiB to the end) is a FAT ESP with systemd-boot. Exported for
+ * the formats that wrap a disk (qcow2-efi, vhd, ...).
+ */
+export function efiDisk(ctx: OutputContext, format: string): SparseImage {
+  const tree = espTree(ctx, format);
+  const size = diskSize(ctx, 40 * MIB, format);
+  const sectors = size / 512;
+  const start = 2048;
+  const end = sectors - GPT_FIRST_USABLE; // last usable sector + 1
+  const partSectors = Math.floor((end - start) / 2048) * 2048;
+  const fat = writeFat(tree, { size: partSectors * 512, label: 'LINUXKIT', partitionStart: start });
+  const gpt = writeGpt(
+    [
+      {
+        type: GPT_TYPES.efiSystem,
+        guid: stableGuid('linuxkit esp'),
+        name: 'EFI System',
+        start,
+        sectors: partSectors,
+      },
+    ],
+    sectors,
+    { diskGuid: stableGuid(`linuxkit disk ${size}`) },
+  );
+  return disk(size, [
+    { offset: 0, data: gpt.head },
+    ...fat.extents.map((e) => ({ offset: e.offset + start * 512, data: e.data })),
+    { offset: gpt.tailOffset, data: gpt.tail },
+  ]);
+}
+
+/**
+ * BIOS disk: the isohybrid image (MBR with isolinux's loader, partition 1 over the ISO 9660
+ * file system) at the start of a disk of `size`; the rest is unpartitioned holes. (Syslinux on
+ * a FAT partition, as upstream, needs ldlinux.sys, which Debian ships only inside its installer
+ * binary.) Exported for the formats that wrap a disk (qcow2-bios, vhd, ...).
+ */
+export function biosDisk(ctx: OutputContext, format: string): SparseImage {
+  const iso = biosIso(ctx, format);
+  const size = Math.max(diskSize(ctx, 1, format), iso.length);
+  return disk(size, [{ offset: 0, data: iso }]);
+}
+
+/** SOURCE_DATE_EPOCH or 0: the one timestamp outputs carry. */
+const epoch = () => sourceDateEpoch() ?? 0;
+
+/** A raw disk wrapped in a hypervisor or cloud format (see artifacts.ts for names). */
+function wrapped(ctx: OutputContext, format: DiskFormat, raw: SparseImage, infix = ''): OutputFile {
+  const name = path.basename(ctx.prefix) + infix;
+  const out = wrapDisk(format, raw, name, epoch());
+  const file = `${ctx.prefix}${infix}${out.suffix}`;
+  return out.image ? { path: file, sparse: out.image } : { path: file, data: out.data! };
+}
+
+// ---- the map -----------------------------------------------------------------------------------
+
 const writers: Record<string, Writer> = {
-  'kernel+initrd': (system, prefix) => [
+  'kernel+initrd': ({ system, prefix, initrd }) => [
     { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+initrd') },
-    { path: `${prefix}-initrd.img`, data: gzip(writeCpio(system.root.entries()), 6) },
-    { path: `${prefix}-cmdline`, data: new TextEncoder().encode(system.cmdline) },
+    { path: `${prefix}-initrd.img`, data: initrd() },
+    { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
   ],
+  // The root file system as an ISO 9660 (Rock Ridge) image beside the kernel, as upstream.
+  'kernel+iso': ({ system, prefix }) => [
+    { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+iso') },
+    { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
+    { path: `${prefix}.iso`, data: writeIso9660(system.root, { volumeId: 'LINUXKIT', joliet: false }) },
+  ],
+  'iso-bios': (ctx) => [{ path: `${ctx.prefix}.iso`, data: biosIso(ctx, 'iso-bios') }],
+  'iso-efi': (ctx) => [{ path: `${ctx.prefix}-efi.iso`, data: efiIso(ctx, 'iso-efi') }],
+  'iso-efi-initrd': (ctx) => [{ path: `${ctx.prefix}-efi-initrd.iso`, data: efiIso(ctx, 'iso-efi-initrd') }],
+  'raw-bios': (ctx) => [{ path: `${ctx.prefix}-bios.img`, sparse: biosDisk(ctx, 'raw-bios') }],
+  'raw-efi': (ctx) => [{ path: `${ctx.prefix}-efi.img`, sparse: efiDisk(ctx, 'raw-efi') }],
+
+  // ---- issue 7b: more writers (qcow2, vhd, vmdk, squashfs, tar, docker) go below ----
+  'tar-kernel-initrd': ({ system, prefix, initrd }) => [
+    {
+      path: `${prefix}-initrd.tar`,
+      data: kernelInitrdTar(needKernel(system, 'tar-kernel-initrd'), initrd(), system.cmdline, epoch()),
+    },
+  ],
+  tar: ({ system, prefix }) => [
+    { path: `${prefix}.tar`, data: rootfsTar(system.root, system.kernel, system.cmdline, epoch()) },
+  ],
+  docker: ({ system, prefix }) => [
+    { path: `${prefix}.docker`, data: rootfsTar(system.root, system.kernel, system.cmdline, epoch(), true) },
+  ],
+  // Root on squashfs; a small initramfs loads the modules it needs and switches to it.
+  'kernel+squashfs': ({ system, prefix }) => [
+    { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+squashfs') },
+    { path: `${prefix}-squashfs.img`, data: writeSquashfs(system.root, { epoch: epoch() }) },
+    {
+      path: `${prefix}-initrd.img`,
+      data: gzip(writeCpio(squashfsInitrdTree(system.root, epoch()).entries()), 6),
+    },
+    { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
+  ],
+  'qcow2-bios': (ctx) => [wrapped(ctx, 'qcow2', biosDisk(ctx, 'qcow2-bios'))],
+  'qcow2-efi': (ctx) => [wrapped(ctx, 'qcow2', efiDisk(ctx, 'qcow2-efi'), '-efi')],
+  vhd: (ctx) => [wrapped(ctx, 'vhd', biosDisk(ctx, 'vhd'))],
+  'dynamic-vhd': (ctx) => [wrapped(ctx, 'dynamic-vhd', biosDisk(ctx, 'dynamic-vhd'))],
+  vmdk: (ctx) => [wrapped(ctx, 'vmdk', biosDisk(ctx, 'vmdk'))],
+  gcp: (ctx) => [wrapped(ctx, 'gcp', biosDisk(ctx, 'gcp'))],
+  aws: (ctx) => [wrapped(ctx, 'aws', biosDisk(ctx, 'aws'))],
+  azure: (ctx) => [wrapped(ctx, 'azure', biosDisk(ctx, 'azure'))],
+  // ---- end of issue 7b section ----
 };
+
+/** Boot loader packages each format needs (package directory names under pkg/). */
+const BOOTLOADERS: Record<string, string[]> = {
+  'iso-bios': [SYSLINUX],
+  'raw-bios': [SYSLINUX],
+  'iso-efi': [SYSTEMD_BOOT],
+  'iso-efi-initrd': [SYSTEMD_BOOT],
+  'raw-efi': [SYSTEMD_BOOT],
+  'qcow2-bios': [SYSLINUX],
+  'qcow2-efi': [SYSTEMD_BOOT],
+  vhd: [SYSLINUX],
+  'dynamic-vhd': [SYSLINUX],
+  vmdk: [SYSLINUX],
+  gcp: [SYSLINUX],
+  aws: [SYSLINUX],
+  azure: [SYSLINUX],
+};
+
+/** Where the boot loader package directories are: this repository's pkg/. */
+export const BOOTLOADER_PKG_DIR = fileURLToPath(new URL('../../../pkg/', import.meta.url));
 
 export const FORMATS = Object.keys(writers);
 
@@ -32,9 +279,66 @@ export function checkFormats(formats: string[]): void {
   }
 }
 
-export async function writeOutputs(system: Assembled, formats: string[], prefix: string): Promise<string[]> {
+/** The boot loader package directories `formats` need (absolute paths, for `@pkg:`). */
+export function bootloaderPackages(formats: string[]): string[] {
+  const names = [...new Set(formats.flatMap((f) => BOOTLOADERS[f] ?? []))].sort();
+  return names.map((n) => `${BOOTLOADER_PKG_DIR}${n}`);
+}
+
+/**
+ * Loads the boot loader trees `formats` need; `tree(dir)` resolves a package directory the way
+ * the build resolves `@pkg:DIR` (built and cached on demand, pinned by its tag).
+ */
+export async function loadBootloaders(
+  formats: string[],
+  tree: (pkgDir: string) => Promise<FsTree>,
+): Promise<Map<string, FsTree>> {
+  const out = new Map<string, FsTree>();
+  for (const dir of bootloaderPackages(formats))
+    out.set(dir.slice(BOOTLOADER_PKG_DIR.length), await tree(dir));
+  return out;
+}
+
+export interface WriteOptions {
+  size?: number;
+  boot?: Map<string, FsTree>;
+  /** Files written with the outputs, at PREFIX + suffix (e.g. the merged SBOM). */
+  extra?: { suffix: string; data: Uint8Array }[];
+}
+
+/** Runs each format's writer; returns the paths written. */
+export async function writeOutputs(
+  system: Assembled,
+  formats: string[],
+  prefix: string,
+  opts: WriteOptions = {},
+): Promise<string[]> {
   checkFormats(formats);
-  const files = formats.flatMap((f) => writers[f]!(system, prefix));
-  await writeFilesAtomic(files);
+  let initrd: Uint8Array | undefined;
+  const ctx: OutputContext = {
+    system,
+    prefix,
+    size: opts.size ?? DEFAULT_DISK_SIZE,
+    boot: opts.boot ?? new Map(),
+    initrd: () => {
+      initrd ??= gzip(writeCpio(system.root.entries()), 6);
+      return initrd;
+    },
+  };
+  // Formats may share a file (kernel+initrd and kernel+iso both write NAME-kernel): same bytes
+  // are written once; different bytes under one name are an error.
+  const seen = new Map<string, OutputFile>();
+  const files: OutputFile[] = [];
+  const extra = (opts.extra ?? []).map((x) => ({ path: `${prefix}${x.suffix}`, data: x.data }));
+  for (const f of [...formats.flatMap((name) => writers[name]!(ctx)), ...extra]) {
+    const prev = seen.get(f.path);
+    if (!prev) {
+      seen.set(f.path, f);
+      files.push(f);
+    } else if (!(prev.data && f.data && Buffer.from(prev.data).equals(f.data)))
+      throw new UserError(`two formats write ${f.path}: build them separately`);
+  }
+  await writeFilesAtomic(files.filter((f) => f.data).map((f) => ({ path: f.path, data: f.data! })));
+  for (const f of files) if (f.sparse) await writeSparseFile(f.path, f.sparse);
   return files.map((f) => f.path);
 }

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { fsEntry, tempDir } from '../../test/helpers.js';
+import { runTool, skipUnless } from '../../test/tools.js';
+import type { Assembled } from '../build/assemble.js';
+import { FsTree } from '../fs/tree.js';
+import { UserError } from '../util/errors.js';
+import { bootloaderPackages, checkFormats, writeOutputs } from './outputs.js';
+
+const MIB = 1 << 20;
+
+function system(): Assembled {
+  const root = new FsTree();
+  root.set(fsEntry({ path: 'init', kind: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\n') }));
+  return { kernel: Buffer.alloc(100_000, 'K'), cmdline: 'console=ttyS0 quiet', root };
+}
+
+/** Stand-ins for the boot loader package trees (the real ones are booted in test/e2e). */
+function boot(): Map<string, FsTree> {
+  const syslinux = new FsTree();
+  for (const [p, n] of [
+    ['usr/lib/ISOLINUX/isolinux.bin', 4096],
+    ['usr/lib/ISOLINUX/isohdpfx.bin', 432],
+    ['usr/lib/syslinux/modules/bios/ldlinux.c32', 1000],
+  ] as const)
+    syslinux.set(fsEntry({ path: p, kind: 'file', data: Buffer.alloc(n, 1) }));
+  const sdboot = new FsTree();
+  sdboot.set(
+    fsEntry({
+      path: 'usr/lib/systemd/boot/efi/systemd-bootx64.efi',
+      kind: 'file',
+      data: Buffer.alloc(5000, 2),
+    }),
+  );
+  return new Map([
+    ['syslinux', syslinux],
+    ['systemd-boot', sdboot],
+  ]);
+}
+
+describe('writeOutputs', () => {
+  const dir = tempDir('outputs-test-');
+
+  test('format names and the boot loader packages they need', () => {
+    assert.throws(() => checkFormats(['iso-bios', 'floppy']), UserError);
+    assert.deepEqual(
+      bootloaderPackages(['kernel+initrd', 'raw-efi', 'iso-bios', 'iso-efi']).map((p) => path.basename(p)),
+      ['syslinux', 'systemd-boot'],
+    );
+    assert.deepEqual(bootloaderPackages(['kernel+initrd']), []);
+  });
+
+  test('a missing kernel or boot loader is a UserError', async () => {
+    const s = system();
+    delete s.kernel;
+    await assert.rejects(
+      writeOutputs(s, ['iso-bios'], path.join(dir, 'nok'), { boot: boot() }),
+      /needs a kernel/,
+    );
+    await assert.rejects(writeOutputs(system(), ['iso-efi'], path.join(dir, 'nob')), /boot loader package/);
+    await assert.rejects(
+      writeOutputs(system(), ['raw-efi'], path.join(dir, 'small'), { boot: boot(), size: 8 * MIB }),
+      UserError,
+    );
+  });
+
+  test('kernel+initrd and kernel+iso share NAME-kernel', async () => {
+    const files = await writeOutputs(system(), ['kernel+initrd', 'kernel+iso'], path.join(dir, 'k'));
+    assert.deepEqual(files.map((f) => path.basename(f)).sort(), [
+      'k-cmdline',
+      'k-initrd.img',
+      'k-kernel',
+      'k.iso',
+    ]);
+  });
+
+  test('every disk and ISO format, with the file names upstream uses', {
+    ...skipUnless('sfdisk', 'fdisk'),
+  }, async () => {
+    const prefix = path.join(dir, 'sys');
+    const files = await writeOutputs(
+      system(),
+      ['iso-bios', 'iso-efi', 'iso-efi-initrd', 'raw-bios', 'raw-efi'],
+      prefix,
+      {
+        boot: boot(),
+        size: 64 * MIB,
+      },
+    );
+    assert.deepEqual(files.map((f) => path.basename(f)).sort(), [
+      'sys-bios.img',
+      'sys-efi-initrd.iso',
+      'sys-efi.img',
+      'sys-efi.iso',
+      'sys.iso',
+    ]);
+    for (const n of ['sys-bios.img', 'sys-efi.img'])
+      assert.equal(statSync(`${path.join(dir, n)}`).size, 64 * MIB);
+    assert.match(runTool('sgdisk', ['-v', path.join(dir, 'sys-efi.img')]), /No problems found/);
+    for (const n of ['sys.iso', 'sys-efi.iso', 'sys-bios.img'])
+      assert.match(runTool('sfdisk', ['--verify', path.join(dir, n)]), /No errors detected/);
+    // the YAML's cmdline reaches both boot loaders
+    const iso = readFileSync(path.join(dir, 'sys.iso')).toString('latin1');
+    assert.ok(iso.includes('append initrd=/initrd.img console=ttyS0 quiet\n'));
+    const efi = readFileSync(path.join(dir, 'sys-efi.img')).toString('latin1');
+    assert.ok(efi.includes('options console=ttyS0 quiet\n'));
+  });
+});
