@@ -202,10 +202,39 @@ async function probeUncached(qemu: string, opts: ProbeOptions): Promise<Accel> {
   return accel;
 }
 
+/** How the VM's one NIC is attached (as upstream's -networking). */
+export type Networking =
+  | { mode: 'user' }
+  | { mode: 'tap'; ifname: string }
+  | { mode: 'bridge'; bridge: string }
+  | { mode: 'none' };
+
+/** A host port forwarded to a guest port (user networking only). */
+export interface Publish {
+  host: number;
+  guest: number;
+  protocol: 'tcp' | 'udp';
+}
+
+/** A disk image file the guest sees as a virtio disk (/dev/vda, /dev/vdb, ... in order). */
+export interface Drive {
+  path: string;
+  /** qemu's format name (raw, qcow2, vpc, vmdk, ...); default raw. */
+  format?: string;
+  readonly?: boolean;
+}
+
 export interface QemuOptions {
-  kernel: string;
-  initrd: string;
-  cmdline: string;
+  /** Kernel boot: the kernel, its initrd and command line. */
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  /** CD-ROM boot from this ISO (BIOS, or UEFI with `uefi`). */
+  iso?: string;
+  /** Boot from this disk image (it becomes the first virtio disk). */
+  bootDisk?: Drive;
+  /** Boot over the network: qemu's iPXE ROM fetches this URL (user networking's bootfile). */
+  netboot?: string;
   /** MB, default 1024. */
   mem?: number;
   /** default 1 */
@@ -217,7 +246,30 @@ export interface QemuOptions {
   console?: 'stdio' | { onLine(line: string): void };
   /** Kill the VM after this long; the result then has timedOut set. */
   timeoutMs?: number;
+  /** More virtio disks, after the boot disk. */
+  disks?: Drive[];
+  /** A metadata ISO (the `config` file the metadata package reads), attached read-only last. */
+  dataIso?: string;
+  /** Default: none, i.e. no NIC at all. */
+  networking?: Networking;
+  publish?: Publish[];
+  /** UEFI firmware: the code image (read-only) and this VM's own writable copy of the vars. */
+  uefi?: { code: string; vars?: string };
+  /** A copy of the console goes to this file. */
+  consoleLog?: string;
+  /** qemu writes its pid here. */
+  pidFile?: string;
+  /** Start the VM in the background (qemu -daemonize; needs pidFile and consoleLog) and return. */
+  detached?: boolean;
+  /** A graphical display (qemu's default display and a VGA card) instead of none. */
+  gui?: boolean;
+  /** More `-device` specs. */
+  devices?: string[];
+  /** Stops the VM (as a signal to this process would) when aborted. */
+  stop?: AbortSignal;
   extraArgs?: string[];
+  /** With a captured console: what to type on it (piped to qemu's stdin, the serial input). */
+  consoleInput?: NodeJS.ReadableStream;
 }
 
 export interface QemuResult {
@@ -226,11 +278,121 @@ export interface QemuResult {
   /** The guest powered off (or, with -no-reboot, rebooted) and qemu exited 0 by itself. */
   poweredOff: boolean;
   timedOut?: boolean;
+  /** With `detached`: the running qemu's pid (also in pidFile). */
+  pid?: number;
+}
+
+/** `host:guest[/tcp|/udp]` as upstream's -publish. */
+export function parsePublish(spec: string): Publish {
+  const m = /^(\d+):(\d+)(?:\/(tcp|udp))?$/i.exec(spec.trim());
+  const bad = () =>
+    new UserError(`-publish ${spec}: expected HOST:GUEST or HOST:GUEST/tcp|udp, ports 1-65535`);
+  if (!m) throw bad();
+  const [host, guest] = [Number(m[1]), Number(m[2])];
+  if (host < 1 || host > 65535 || guest < 1 || guest > 65535) throw bad();
+  return { host, guest, protocol: (m[3]?.toLowerCase() ?? 'tcp') as 'tcp' | 'udp' };
+}
+
+/** `user`, `tap,IFNAME`, `bridge,BRIDGE` or `none` (`default` and empty mean user), as upstream. */
+export function parseNetworking(spec: string): Networking {
+  const [mode, arg, ...rest] = spec.split(',');
+  const need = (what: string) => {
+    if (!arg || rest.length) throw new UserError(`-networking ${spec}: expected ${mode},${what}`);
+    return arg;
+  };
+  switch (mode) {
+    case '':
+    case 'default':
+    case 'user':
+      if (arg !== undefined) throw new UserError(`-networking ${spec}: user takes no argument`);
+      return { mode: 'user' };
+    case 'tap':
+      return { mode: 'tap', ifname: need('INTERFACE') };
+    case 'bridge':
+      return { mode: 'bridge', bridge: need('BRIDGE') };
+    case 'none':
+      return { mode: 'none' };
+    default:
+      throw new UserError(`-networking ${spec}: the mode must be user, tap,IF, bridge,BR or none`);
+  }
+}
+
+/** qemu -drive option values must double a comma inside a value. */
+const optValue = (s: string) => s.replaceAll(',', ',,');
+
+function driveArgs(d: Drive): string[] {
+  const ro = d.readonly ? ',readonly=on' : '';
+  return ['-drive', `file=${optValue(d.path)},format=${d.format ?? 'raw'},if=virtio${ro}`];
+}
+
+function netArgs(opts: QemuOptions): string[] {
+  const net = opts.networking ?? { mode: 'none' };
+  const publish = opts.publish ?? [];
+  if (publish.length && net.mode !== 'user')
+    throw new UserError(`-publish needs user networking, not ${net.mode}`);
+  if (opts.netboot !== undefined && net.mode !== 'user')
+    throw new UserError(`netboot needs user networking, not ${net.mode}`);
+  let netdev: string;
+  switch (net.mode) {
+    case 'none':
+      return []; // -nodefaults: no NIC at all
+    case 'user':
+      netdev = 'user,id=net0';
+      for (const p of publish) netdev += `,hostfwd=${p.protocol}::${p.host}-:${p.guest}`;
+      if (opts.netboot !== undefined) netdev += `,bootfile=${optValue(opts.netboot)}`;
+      break;
+    case 'tap':
+      netdev = `tap,id=net0,ifname=${optValue(net.ifname)},script=no,downscript=no`;
+      break;
+    case 'bridge':
+      netdev = `bridge,id=net0,br=${optValue(net.bridge)}`;
+      break;
+  }
+  return ['-netdev', netdev, '-device', 'virtio-net-pci,netdev=net0'];
+}
+
+function consoleArgs(opts: QemuOptions): string[] {
+  const captured = opts.console !== undefined && opts.console !== 'stdio';
+  if (opts.detached) {
+    if (!opts.consoleLog || !opts.pidFile)
+      throw new UserError('a detached VM needs a console log and a pid file');
+    return ['-serial', `file:${opts.consoleLog}`, '-monitor', 'none', '-daemonize'];
+  }
+  if (opts.consoleLog) {
+    // One stdio chardev that also copies everything to the log file.
+    const chardev = ['-chardev', `stdio,id=con0,mux=on,signal=off,logfile=${optValue(opts.consoleLog)}`];
+    return captured
+      ? [...chardev, '-serial', 'chardev:con0', '-monitor', 'none']
+      : [...chardev, '-serial', 'chardev:con0', '-mon', 'chardev=con0,mode=readline'];
+  }
+  // stdio: serial and monitor share the terminal, as -nographic; captured: serial only.
+  return captured ? ['-serial', 'stdio', '-monitor', 'none'] : ['-serial', 'mon:stdio'];
+}
+
+function bootArgs(opts: QemuOptions): string[] {
+  const kinds = [opts.kernel, opts.iso, opts.bootDisk, opts.netboot].filter((k) => k !== undefined);
+  if (kinds.length !== 1)
+    throw new UserError('give exactly one of a kernel, an ISO, a boot disk or a netboot URL');
+  if (opts.kernel !== undefined) {
+    // No initrd: a kernel+squashfs boot, the root on the first disk.
+    const initrd = opts.initrd !== undefined ? ['-initrd', opts.initrd] : [];
+    return ['-kernel', opts.kernel, ...initrd, '-append', opts.cmdline ?? ''];
+  }
+  if (opts.iso !== undefined)
+    return ['-drive', `file=${optValue(opts.iso)},format=raw,media=cdrom`, '-boot', 'd'];
+  if (opts.bootDisk !== undefined) return driveArgs(opts.bootDisk);
+  return ['-boot', 'n'];
 }
 
 /** The qemu command line for opts (without the binary). */
 export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
-  const captured = opts.console !== undefined && opts.console !== 'stdio';
+  const uefi = opts.uefi
+    ? [
+        '-drive',
+        `if=pflash,format=raw,unit=0,readonly=on,file=${optValue(opts.uefi.code)}`,
+        ...(opts.uefi.vars ? ['-drive', `if=pflash,format=raw,unit=1,file=${optValue(opts.uefi.vars)}`] : []),
+      ]
+    : [];
   return [
     '-machine',
     `q35,accel=${opts.accel}`,
@@ -242,19 +404,18 @@ export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
     // No default VGA, NIC, CD-ROM, floppy: only what is asked for.
     '-nodefaults',
     '-no-user-config',
-    '-display',
-    'none',
-    // stdio: serial and monitor share the terminal, as -nographic; captured: serial only.
-    ...(captured ? ['-serial', 'stdio', '-monitor', 'none'] : ['-serial', 'mon:stdio']),
+    ...(opts.gui ? ['-vga', 'std'] : ['-display', 'none']),
+    ...consoleArgs(opts),
     '-device',
     'virtio-rng-pci',
     '-no-reboot',
-    '-kernel',
-    opts.kernel,
-    '-initrd',
-    opts.initrd,
-    '-append',
-    opts.cmdline,
+    ...(opts.pidFile ? ['-pidfile', opts.pidFile] : []),
+    ...uefi,
+    ...bootArgs(opts),
+    ...(opts.disks ?? []).flatMap(driveArgs),
+    ...(opts.dataIso ? driveArgs({ path: opts.dataIso, format: 'raw', readonly: true }) : []),
+    ...netArgs(opts),
+    ...(opts.devices ?? []).flatMap((d) => ['-device', d]),
     ...(opts.extraArgs ?? []),
   ];
 }
@@ -262,26 +423,64 @@ export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
 const SIGNAL_NUMBERS: Record<string, number> = os.constants.signals;
 
 /**
- * Boot kernel + initrd and wait for qemu to exit. qemu is killed (by its pid) on timeout, and
- * if this process gets SIGINT, SIGTERM or SIGHUP, or exits, while it runs.
+ * setpriv (util-linux) sets the parent-death signal and then execs qemu: if this process dies
+ * in any way, even by SIGKILL, the kernel kills qemu too, so no VM outlives its runner.
+ */
+let pdeathsig: Promise<string | undefined> | undefined;
+function deathSignalWrapper(): Promise<string | undefined> {
+  pdeathsig ??= findExecutable('setpriv');
+  return pdeathsig;
+}
+
+async function readable(what: string, f: string): Promise<void> {
+  try {
+    await access(f, fsConstants.R_OK);
+  } catch {
+    throw new UserError(`${what} ${f} cannot be read`);
+  }
+}
+
+/** Start a detached VM: qemu -daemonize returns once the VM runs; its pid is in pidFile. */
+async function runDetached(qemu: string, args: string[], pidFile: string): Promise<QemuResult> {
+  const child = spawn(qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const code = await new Promise<number>((resolve, reject) => {
+    child.once('error', (e) => reject(new UserError(`cannot run ${qemu}: ${e.message}`)));
+    child.once('close', (c, s) => resolve(c ?? 128 + (s ? (SIGNAL_NUMBERS[s] ?? 0) : 0)));
+  });
+  if (code !== 0) throw new UserError(`${qemu} failed (exit status ${code}): ${err.trim()}`);
+  const pid = Number((await readFile(pidFile, 'utf8')).trim());
+  return { code: 0, poweredOff: false, pid };
+}
+
+/**
+ * Boot the VM and wait for qemu to exit. qemu is killed (by its pid) on timeout, and if this
+ * process gets SIGINT, SIGTERM or SIGHUP, or exits, while it runs; where util-linux's setpriv
+ * exists, also if this process is killed outright.
  */
 export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
   const qemu = await requireQemu(opts.qemu ?? DEFAULT_QEMU);
-  for (const [what, f] of [
-    ['kernel', opts.kernel],
-    ['initrd', opts.initrd],
-  ] as const) {
-    try {
-      await access(f, fsConstants.R_OK);
-    } catch {
-      throw new UserError(`${what} ${f} cannot be read`);
-    }
-  }
+  if (opts.kernel !== undefined) await readable('kernel', opts.kernel);
+  if (opts.initrd !== undefined) await readable('initrd', opts.initrd);
+  if (opts.iso !== undefined) await readable('ISO', opts.iso);
+  if (opts.bootDisk !== undefined) await readable('disk image', opts.bootDisk.path);
+  if (opts.uefi) await readable('UEFI firmware', opts.uefi.code);
   const accel = opts.accel ?? (await probeAccel(qemu));
   const args = qemuArgs({ ...opts, accel });
+  if (opts.detached) return runDetached(qemu, args, opts.pidFile!);
   const onLine = opts.console !== undefined && opts.console !== 'stdio' ? opts.console.onLine : undefined;
 
-  const child = spawn(qemu, args, { stdio: onLine ? ['ignore', 'pipe', 'pipe'] : 'inherit' });
+  const wrapper = await deathSignalWrapper();
+  const [cmd, argv] = wrapper ? [wrapper, ['--pdeathsig', 'KILL', '--', qemu, ...args]] : [qemu, args];
+  const stdin = opts.consoleInput ? 'pipe' : 'ignore';
+  const child = spawn(cmd, argv, { stdio: onLine ? [stdin, 'pipe', 'pipe'] : 'inherit' });
+  if (onLine && opts.consoleInput && child.stdin) {
+    child.stdin.on('error', () => {}); // qemu gone: nothing more to type
+    opts.consoleInput.pipe(child.stdin);
+  }
   let killedByUs = false;
   let timedOut = false;
 
@@ -330,6 +529,8 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
   lines(child.stdout);
   lines(child.stderr);
 
+  opts.stop?.addEventListener('abort', stopChild, { once: true });
+  if (opts.stop?.aborted) stopChild();
   let timer: NodeJS.Timeout | undefined;
   if (opts.timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -347,6 +548,7 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
     return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}) };
   } finally {
     if (timer) clearTimeout(timer);
+    opts.stop?.removeEventListener('abort', stopChild);
     for (const [sig, h] of signalHandlers) process.off(sig, h);
     process.off('exit', onExit);
     if (child.exitCode === null && child.signalCode === null) await killAndWait(child);
