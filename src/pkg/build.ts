@@ -18,9 +18,15 @@ import { sourceDateEpoch } from '../util/reproducible.js';
 import type { BuildYml } from './buildyml.js';
 import { loadBuildYml, parseMode } from './buildyml.js';
 import { kernelImageTree } from './kernel.js';
+import { LOCK_FILE, lockedPackages, readLock } from './lock.js';
+import { encodeSbom, licenceFromCopyright, packageSbom } from './sbom.js';
+import { addUserFiles, userFiles } from './users.js';
+
+/** Image config label holding the package's SPDX 2.3 JSON SBOM (in the config, not in a layer: no bytes in the initrd). */
+export const SBOM_LABEL = 'org.linuxkit.sbom.spdx';
 
 /** Bumped when the builder's output for the same inputs changes, so old tags are not reused. */
-const BUILDER_VERSION = '1';
+const BUILDER_VERSION = '2';
 
 /** Paths Debian packages ship that a minimal image never needs (build.yml's prune adds more). */
 const DEFAULT_PRUNE = [
@@ -61,6 +67,8 @@ export interface PkgOptions {
   debianCacheDir: string;
   debianMirror?: string;
   force?: boolean;
+  /** Ignore build.lock and resolve afresh (what `pkg lock` does). */
+  ignoreLock?: boolean;
   log?: (line: string) => void;
 }
 
@@ -75,6 +83,10 @@ export interface PkgPlan {
   files: Map<string, Uint8Array>;
   /** The archive client the packages were resolved against (it fetches them too). */
   archive?: DebianArchive;
+  /** The packages came from build.lock (not from resolving build.yml against the index). */
+  locked: boolean;
+  /** package -> the chain that pulled it in (resolved plans only). */
+  why?: Map<string, string[]>;
 }
 
 function sha256hex(data: Uint8Array | string): string {
@@ -104,6 +116,10 @@ export async function planPackage(dir: string, opts: PkgOptions): Promise<PkgPla
   }
   let debs: PackageInfo[] = [];
   let archive: DebianArchive | undefined;
+  let why: Map<string, string[]> | undefined;
+  const lock = opts.ignoreLock ? undefined : await readLock(dir);
+  if (lock && !yml.debian && lock.packages.length > 0)
+    throw new UserError(`${path.join(dir, LOCK_FILE)} lists packages but build.yml has no debian: section`);
   if (yml.debian) {
     archive = new DebianArchive({
       mirror: opts.debianMirror,
@@ -111,8 +127,13 @@ export async function planPackage(dir: string, opts: PkgOptions): Promise<PkgPla
       components: yml.debian.components,
       cacheDir: opts.debianCacheDir,
     });
-    const index = await archive.packages();
-    debs = resolveDeps(index, yml.debian.packages, { exclude: yml.debian.exclude }).packages;
+    if (lock) debs = lockedPackages(lock, yml, dir);
+    else {
+      const index = await archive.packages();
+      const r = resolveDeps(index, yml.debian.packages, { exclude: yml.debian.exclude });
+      debs = r.packages;
+      why = r.why;
+    }
   }
   const h = createHash('sha256');
   h.update(`linuxkit-ts pkg ${BUILDER_VERSION}\n`);
@@ -124,7 +145,42 @@ export async function planPackage(dir: string, opts: PkgOptions): Promise<PkgPla
   if (epoch !== undefined) h.update(`epoch ${epoch}\n`);
   const tag = h.digest('hex').slice(0, 40);
   const org = yml.org ?? 'linuxkit';
-  return { dir, yml, ref: `docker.io/${org}/${yml.image}:${tag}`, tag, debs, files, archive };
+  return {
+    dir,
+    yml,
+    ref: `docker.io/${org}/${yml.image}:${tag}`,
+    tag,
+    debs,
+    files,
+    archive,
+    locked: lock !== undefined,
+    ...(why ? { why } : {}),
+  };
+}
+
+/**
+ * Why `name` is in the package: the dependency chain from a wanted package, as the resolver
+ * finds it for build.yml now (build.lock, if any, is compared and a difference said).
+ */
+export async function whyPackage(dir: string, name: string, opts: PkgOptions): Promise<string> {
+  const plan = await planPackage(dir, { ...opts, ignoreLock: true });
+  if (!plan.yml.debian) throw new UserError(`${path.join(plan.dir, 'build.yml')} has no debian: section`);
+  const chain = plan.why?.get(name);
+  const excluded = plan.yml.debian.exclude.includes(name);
+  let out: string;
+  if (chain) {
+    const p = plan.debs.find((d) => d.name === name)!;
+    out = `${name} ${p.version}: ${chain.length === 1 ? 'wanted in build.yml' : chain.join(' -> ')}`;
+  } else if (excluded) out = `${name} is not installed: build.yml excludes it`;
+  else out = `${name} is not installed: nothing in build.yml depends on it`;
+  const lock = await readLock(plan.dir);
+  if (lock) {
+    const l = lock.packages.find((p) => p.name === name);
+    const now = plan.debs.find((d) => d.name === name);
+    if ((l?.version ?? '') !== (now?.version ?? ''))
+      out += `\n(build.lock pins ${l ? `${name} ${l.version}` : `no ${name}`}; run \`linuxkit pkg lock\` to update it)`;
+  }
+  return out;
 }
 
 export interface PkgResult {
@@ -141,10 +197,18 @@ export async function buildPackage(dir: string, opts: PkgOptions): Promise<PkgRe
     if (have) return { ref: plan.ref, digest: have.digest, built: false };
   }
   opts.log?.(`building ${plan.ref}`);
-  const tree = await packageTree(plan);
+  const licences = new Map<string, string>();
+  const tree = await packageTree(plan, licences);
   const yml = plan.yml;
   const labels: Record<string, string> = {};
   if (yml.config) labels['org.mobyproject.config'] = JSON.stringify(yml.config);
+  if (plan.debs.length > 0) {
+    const sbom = packageSbom(plan.ref.replace(/^docker\.io\//, ''), plan.debs, licences, {
+      suite: yml.debian?.suite ?? 'bookworm',
+      epoch: sourceDateEpoch() ?? 0,
+    });
+    labels[SBOM_LABEL] = encodeSbom(sbom);
+  }
   const desc = await writeImage(opts.store, {
     layers: [treeToTar(tree)],
     config: {
@@ -160,25 +224,54 @@ export async function buildPackage(dir: string, opts: PkgOptions): Promise<PkgRe
 }
 
 /** The image's file system: the packages' data, pruned, then build.yml's files. */
-async function packageTree(plan: PkgPlan): Promise<FsTree> {
+async function packageTree(plan: PkgPlan, licences: Map<string, string>): Promise<FsTree> {
   let tree = new FsTree();
   const archive = plan.archive;
   if (archive) {
     // Fetch in parallel (bounded), then unpack in name order so overlaps resolve the same way.
-    const debs = await mapLimit(plan.debs, 4, (d) => archive.fetchDeb(d));
+    const debs = await mapLimit(plan.debs, 4, async (d) => {
+      try {
+        return await archive.fetchDeb(d);
+      } catch (e) {
+        if (!plan.locked) throw e;
+        throw new UserError(
+          `package ${d.name} ${d.version} pinned by ${path.join(plan.dir, LOCK_FILE)} cannot be fetched from ` +
+            `${archive.mirror} (${(e as Error).message}): the mirror no longer has that version. Run ` +
+            `\`linuxkit pkg lock ${plan.dir}\` to move to the versions it has now, or use --debian-mirror ` +
+            'with a mirror that keeps old versions (e.g. https://snapshot.debian.org/archive/debian/TIMESTAMP)',
+        );
+      }
+    });
     const pruned = globMatcher([...DEFAULT_PRUNE, ...(plan.yml.debian?.prune ?? [])]);
     for (let i = 0; i < debs.length; i++) {
-      const { data } = await readDeb(debs[i]!, plan.debs[i]!.name);
+      const name = plan.debs[i]!.name;
+      const { data } = await readDeb(debs[i]!, name);
+      const copyright = data.get(`usr/share/doc/${name}/copyright`)?.data;
+      if (copyright) licences.set(name, licenceFromCopyright(new TextDecoder().decode(copyright)));
       for (const e of data.entries()) if (!pruned(e.path)) tree.set(e);
     }
   }
-  if (plan.yml.kernel) tree = kernelImageTree(tree, plan.yml.kernel.modules);
+  if (plan.yml.kernel) tree = kernelImageTree(tree, plan.yml.kernel.modules, plan.yml.kernel.extra);
   const epoch = sourceDateEpoch() ?? 0;
+  if (plan.yml.users || plan.yml.groups)
+    addUserFiles(tree, userFiles(plan.yml.users ?? [], plan.yml.groups ?? []), epoch);
   for (const f of plan.yml.files) {
     const base = { path: f.path, uid: f.uid ?? 0, gid: f.gid ?? 0, mtime: epoch };
     if (f.directory) tree.set({ ...base, kind: 'dir', mode: parseMode(f.mode, 0o755) });
     else if (f.symlink !== undefined) tree.set({ ...base, kind: 'symlink', mode: 0o777, target: f.symlink });
-    else {
+    else if (f.concat !== undefined) {
+      const m = globMatcher([f.concat]);
+      const parts = tree.entries().filter((e) => e.kind === 'file' && m(e.path));
+      if (parts.length === 0)
+        throw new UserError(`${f.path}: concat ${JSON.stringify(f.concat)} matches no file`);
+      const chunks: Uint8Array[] = [];
+      for (const e of parts) {
+        const d = e.data ?? new Uint8Array();
+        chunks.push(d);
+        if (d.length > 0 && d[d.length - 1] !== 0x0a) chunks.push(new Uint8Array([0x0a]));
+      }
+      tree.set({ ...base, kind: 'file', mode: parseMode(f.mode, 0o644), data: Buffer.concat(chunks) });
+    } else {
       const data =
         f.source !== undefined ? plan.files.get(f.source)! : new TextEncoder().encode(f.contents ?? '');
       tree.set({ ...base, kind: 'file', mode: parseMode(f.mode, 0o644), data });

@@ -4,7 +4,8 @@
  *   /kernel.tar  lib/modules/VERSION/ with only the wanted modules and their dependencies, a
  *                modules.dep for them (Debian runs depmod in postinst; we never run scripts),
  *                modules.builtin, and etc/modules-load.d/linuxkit.conf naming the wanted
- *                modules for init to load.
+ *                modules for init to load. `extra` modules ship too (for modprobe by name,
+ *                e.g. by a container) but are not loaded at boot.
  * Shipping all 1,100 modules would put ~91 MB into every image; the virtio set is ~1 MB.
  */
 import { treeToTar } from '../fs/layer.js';
@@ -12,7 +13,7 @@ import { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { indexModules, moduleClosure, moduleKey, modulesDep } from './kmod.js';
 
-export function kernelImageTree(pkg: FsTree, wanted: string[]): FsTree {
+export function kernelImageTree(pkg: FsTree, wanted: string[], extra: string[] = []): FsTree {
   const kernels = pkg.entries().filter((e) => e.kind === 'file' && /^boot\/vmlinuz-/.test(e.path));
   if (kernels.length !== 1) {
     throw new UserError(
@@ -37,7 +38,7 @@ export function kernelImageTree(pkg: FsTree, wanted: string[]): FsTree {
           .map((l) => moduleKey(l.slice(l.lastIndexOf('/') + 1).replace(/\.ko$/, '')))
       : [],
   );
-  const mods = moduleClosure(index, wanted, builtin);
+  const mods = moduleClosure(index, [...wanted, ...extra], builtin);
 
   const mtime = kernel.mtime;
   const dirs = { mtime };
