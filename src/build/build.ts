@@ -4,25 +4,33 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { writeOutputs } from '../formats/outputs.js';
+import { loadBootloaders, writeOutputs } from '../formats/outputs.js';
 import { ImageStore } from '../oci/layout.js';
-import { loadConfigFile } from '../spec/load.js';
+import { SBOM_LABEL } from '../pkg/build.js';
+import { encodeSbom, mergeSboms, type SpdxDocument } from '../pkg/sbom.js';
+import { isUrl, loadConfigFiles } from '../spec/load.js';
 import type { ConfigPath, LoadedConfig } from '../spec/types.js';
 import { type Problem, SourceError, UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
 import { assemble } from './assemble.js';
-import { ImageResolver, type ResolvedImage } from './images.js';
+import { ImageResolver, PKG_PREFIX, type ResolvedImage } from './images.js';
 
 export interface BuildOptions {
-  /** The YAML file. */
-  file: string;
+  /** The YAML file, or several merged in order (`-` is stdin, http(s) URLs are fetched). */
+  file: string | string[];
   formats: string[];
+  /** Disk size in bytes for disk formats (`-size`; default 1024 MiB). */
+  size?: number;
+  /** Write NAME-sbom.spdx.json beside the outputs (default true; `--no-sbom`). */
+  sbom?: boolean;
   /** Output directory (default: the current directory). */
   dir?: string;
   /** Output name prefix (default: the YAML file's base name). */
   name?: string;
   cacheDir: string;
   debianMirror?: string;
+  /** Re-resolve image tags from their registries even when cached (`--pull`). */
+  pull?: boolean;
   log?: (line: string) => void;
 }
 
@@ -34,17 +42,47 @@ export interface BuildResult {
 export function imageRefs(loaded: LoadedConfig): { spec: string; at: ConfigPath }[] {
   const c = loaded.config;
   const refs: { spec: string; at: ConfigPath }[] = [];
-  if (c.kernel) refs.push({ spec: c.kernel.image, at: ['kernel', 'image'] });
+  if (c.kernel?.image) refs.push({ spec: c.kernel.image, at: ['kernel', 'image'] });
   for (const [i, spec] of c.init.entries()) refs.push({ spec, at: ['init', i] });
   for (const section of ['onboot', 'onshutdown', 'services'] as const) {
     for (const [i, ct] of c[section].entries()) refs.push({ spec: ct.image, at: [section, i, 'image'] });
   }
+  for (const [i, v] of c.volumes.entries())
+    if (v.image) refs.push({ spec: v.image, at: ['volumes', i, 'image'] });
   return refs;
 }
 
+/**
+ * Output name prefix by default, as upstream: the last file's base name without its
+ * extension; `moby` for stdin.
+ */
+export function defaultOutputName(files: string[]): string {
+  const last = files[files.length - 1] ?? '-';
+  if (last === '-') return 'moby';
+  const base = path.posix.basename(isUrl(last) ? new URL(last).pathname : last.split(path.sep).join('/'));
+  return base.slice(0, base.length - path.extname(base).length) || 'moby';
+}
+
+/**
+ * One SPDX document for the whole system: the package SBOMs our package images carry in their
+ * config label, merged (images without one add nothing), in YAML order.
+ */
+export function systemSbom(name: string, images: Map<string, ResolvedImage>, epoch: number): Uint8Array {
+  const seen = new Set<string>();
+  const docs: SpdxDocument[] = [];
+  for (const img of images.values()) {
+    if (seen.has(img.digest)) continue;
+    seen.add(img.digest);
+    const label = (img.config.Labels as Record<string, string> | undefined)?.[SBOM_LABEL];
+    if (label) docs.push(JSON.parse(label) as SpdxDocument);
+  }
+  return new TextEncoder().encode(encodeSbom(mergeSboms(name, docs, epoch)));
+}
+
 export async function build(opts: BuildOptions): Promise<BuildResult> {
-  const loaded = await loadConfigFile(opts.file);
-  const name = opts.name ?? path.basename(opts.file).replace(/\.ya?ml$/, '');
+  const files = typeof opts.file === 'string' ? [opts.file] : opts.file;
+  const loaded = await loadConfigFiles(files);
+  const name = opts.name ?? defaultOutputName(files);
   const outDir = path.resolve(opts.dir ?? '.');
   const store = new ImageStore(opts.cacheDir);
   await store.init();
@@ -57,6 +95,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       log: opts.log,
     },
     loaded.dir,
+    { pull: opts.pull },
   );
 
   // Resolve every image at once (packages build in parallel); report every failure, each at
@@ -80,6 +119,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const system = await assemble(loaded, images, resolver, epoch);
   if (sourceDateEpoch() !== undefined) system.root.clampMtimes(epoch);
   await mkdir(outDir, { recursive: true });
-  const outputs = await writeOutputs(system, opts.formats, path.join(outDir, name));
+  // Boot loaders come from this repository's package images, resolved like any @pkg: image.
+  const boot = await loadBootloaders(opts.formats, async (dir) =>
+    resolver.tree(await resolver.resolve(`${PKG_PREFIX}${dir}`)),
+  );
+  const extra =
+    opts.sbom === false ? [] : [{ suffix: '-sbom.spdx.json', data: systemSbom(name, images, epoch) }];
+  const outputs = await writeOutputs(system, opts.formats, path.join(outDir, name), {
+    boot,
+    size: opts.size,
+    extra,
+  });
   return { outputs };
 }

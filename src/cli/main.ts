@@ -5,8 +5,11 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
 import { buildCommand } from './build.js';
+import { cacheCommand } from './cache.js';
+import { metadataCommand } from './metadata.js';
 import { pkgCommand } from './pkg.js';
 import { runCommand } from './run.js';
+import { serveCommand } from './serve.js';
 import { versionCommand } from './version.js';
 
 /**
@@ -33,7 +36,10 @@ export function program(): Command {
     .exitOverride();
   p.addCommand(buildCommand());
   p.addCommand(pkgCommand());
+  p.addCommand(cacheCommand());
   p.addCommand(runCommand());
+  p.addCommand(metadataCommand());
+  p.addCommand(serveCommand());
   p.addCommand(versionCommand());
   for (const c of p.commands) {
     c.exitOverride();

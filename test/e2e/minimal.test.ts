@@ -23,7 +23,19 @@ test('examples/minimal.yml builds and boots to suite PASSED', { timeout: 900_000
     'minimal-cmdline',
     'minimal-initrd.img',
     'minimal-kernel',
+    'minimal-sbom.spdx.json',
   ]);
+  // The SBOM names every Debian package in the system with its signed sha256.
+  const sbom = JSON.parse(await readFile(path.join(out, 'minimal-sbom.spdx.json'), 'utf8'));
+  assert.equal(sbom.spdxVersion, 'SPDX-2.3');
+  const names = sbom.packages.map((p: { name: string }) => p.name);
+  for (const n of ['busybox-static', 'runc', 'libc6', 'libseccomp2'])
+    assert.ok(names.includes(n), `${n} in ${names}`);
+  assert.ok(
+    names.some((n: string) => n.startsWith('linux-image-6.1')),
+    'the kernel package',
+  );
+  for (const p of sbom.packages) assert.match(p.checksums[0].checksumValue, /^[0-9a-f]{64}$/);
   const lines: string[] = [];
   const r = await runQemu({
     kernel: path.join(out, 'minimal-kernel'),
