@@ -25,9 +25,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import * as openpgp from 'openpgp';
+import type * as OpenPgp from 'openpgp';
 import { UserError } from '../util/errors.js';
 import { field, parseDeb822, type Stanza } from './deb822.js';
+
+/** openpgp is loaded on first use: importing it costs every CLI start ~0.2 s otherwise. */
+let openpgpModule: Promise<typeof OpenPgp> | undefined;
+const pgp = () => (openpgpModule ??= import('openpgp'));
 
 export const HOST_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 const SHIPPED_KEYRING = 'debian-archive-bookworm.gpg';
@@ -53,15 +57,15 @@ export function defaultKeyringPaths(): string[] {
   return existsSync(HOST_KEYRING) ? [HOST_KEYRING] : [shippedKeyringPath()];
 }
 
-const keyCache = new Map<string, Promise<openpgp.PublicKey[]>>();
+const keyCache = new Map<string, Promise<OpenPgp.PublicKey[]>>();
 
 /** Read binary (non-armoured) OpenPGP keyrings, as in /usr/share/keyrings/*.gpg. */
-export function loadKeyring(paths: string[] = defaultKeyringPaths()): Promise<openpgp.PublicKey[]> {
+export function loadKeyring(paths: string[] = defaultKeyringPaths()): Promise<OpenPgp.PublicKey[]> {
   const id = paths.join('\0');
   let p = keyCache.get(id);
   if (!p) {
     p = (async () => {
-      const keys: openpgp.PublicKey[] = [];
+      const keys: OpenPgp.PublicKey[] = [];
       for (const path of paths) {
         let bin: Uint8Array;
         try {
@@ -70,7 +74,7 @@ export function loadKeyring(paths: string[] = defaultKeyringPaths()): Promise<op
           throw new UserError(`cannot read keyring ${path}: ${(e as Error).message}`);
         }
         try {
-          keys.push(...(await openpgp.readKeys({ binaryKeys: bin })));
+          keys.push(...(await (await pgp()).readKeys({ binaryKeys: bin })));
         } catch (e) {
           throw new UserError(`bad OpenPGP keyring ${path}: ${(e as Error).message}`);
         }
@@ -100,7 +104,7 @@ export interface VerifiedRelease {
 
 export interface VerifyOptions {
   /** Keys to trust (default: `loadKeyring()`). */
-  keys?: openpgp.PublicKey[];
+  keys?: OpenPgp.PublicKey[];
   /** The time to check signatures, key expiry and Valid-Until against (default: now). */
   now?: Date;
   /** Accept a Release whose Valid-Until has passed (e.g. an old snapshot, or offline use). */
@@ -118,7 +122,8 @@ export async function verifyInRelease(text: string, opts: VerifyOptions = {}): P
   const source = opts.source ?? 'InRelease';
   const now = opts.now ?? new Date();
   checkArmourFraming(text, source);
-  let message: openpgp.CleartextMessage;
+  const openpgp = await pgp();
+  let message: OpenPgp.CleartextMessage;
   try {
     message = await openpgp.readCleartextMessage({ cleartextMessage: text });
   } catch (e) {
