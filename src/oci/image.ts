@@ -122,6 +122,27 @@ function isIndex(mediaType: string | undefined, doc: { manifests?: unknown }): b
 }
 
 /**
+ * The entry of an index's `manifests` for `platform`; a UserError naming the platforms the
+ * index does have (leaving out `unknown/unknown`, attestation entries) when none matches.
+ */
+export function platformManifest(
+  ref: { toString(): string },
+  manifests: Descriptor[],
+  platform: Pick<Platform, 'os' | 'architecture'>,
+): Descriptor {
+  const hit = manifests.find(
+    (m) => m?.platform?.os === platform.os && m.platform.architecture === platform.architecture,
+  );
+  if (hit) return hit;
+  const have = manifests
+    .map((m) => (m?.platform ? `${m.platform.os}/${m.platform.architecture}` : undefined))
+    .filter((p) => p !== undefined && p !== 'unknown/unknown');
+  throw new UserError(
+    `${ref} has no image for ${platform.os}/${platform.architecture} (it has: ${have.join(', ') || 'none'})`,
+  );
+}
+
+/**
  * Load the image a reference points at, following an index to the manifest for the platform
  * (default linux/amd64). Undefined if the reference is not in the store.
  */
@@ -142,18 +163,7 @@ export async function loadImage(
     if (isIndex(mediaType, doc)) {
       if (!Array.isArray(doc.manifests))
         throw new UserError(`${ref}: index ${desc.digest} has no "manifests" list`);
-      const hit = doc.manifests.find(
-        (m) => m?.platform?.os === platform.os && m.platform.architecture === platform.architecture,
-      );
-      if (!hit) {
-        const have = doc.manifests
-          .map((m) => (m?.platform ? `${m.platform.os}/${m.platform.architecture}` : undefined))
-          .filter((p) => p !== undefined && p !== 'unknown/unknown');
-        throw new UserError(
-          `${ref} has no image for ${platform.os}/${platform.architecture} (it has: ${have.join(', ') || 'none'})`,
-        );
-      }
-      desc = hit;
+      desc = platformManifest(ref, doc.manifests, platform);
       continue;
     }
     if (!MANIFEST_MEDIA_TYPES.includes(mediaType ?? MEDIA_TYPE.manifest)) {

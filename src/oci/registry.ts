@@ -30,6 +30,7 @@ import {
   parseChallenge,
 } from './auth.js';
 import { digestLike, parseDigest, sha256Digest } from './digest.js';
+import { platformManifest } from './image.js';
 import type { ImageStore } from './layout.js';
 import { type ImageRef, parseRef } from './reference.js';
 import {
@@ -389,17 +390,7 @@ export class RegistryClient {
       if (depth > 3) throw new UserError(`${ref}: image indexes nest too deeply`);
       if (!Array.isArray(doc.manifests))
         throw new UserError(`${ref}: index ${manifestDesc.digest} has no manifests`);
-      const hit = doc.manifests.find(
-        (m) => m?.platform?.os === platform.os && m.platform.architecture === platform.architecture,
-      );
-      if (!hit) {
-        const have = doc.manifests
-          .map((m) => (m?.platform ? `${m.platform.os}/${m.platform.architecture}` : undefined))
-          .filter((p) => p !== undefined && p !== 'unknown/unknown');
-        throw new UserError(
-          `${ref} has no image for ${platform.os}/${platform.architecture} (it has: ${have.join(', ') || 'none'})`,
-        );
-      }
+      const hit = platformManifest(ref, doc.manifests, platform);
       parseDigest(hit.digest, `manifest digest in ${ref}`);
       const next = await this.getManifest(ref, hit.digest);
       docs.push(next);

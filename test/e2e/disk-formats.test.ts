@@ -6,28 +6,21 @@
  * `suite PASSED`; a second build with a fresh cache from another directory gives the same bytes.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import {
-  copyFileSync,
-  cpSync,
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { build } from '../../src/build/build.js';
-import { type Drive, runQemu } from '../../src/run/qemu.js';
-import { cli, REPO, TEST_CACHE, tempDir } from '../helpers.js';
+import type { Drive } from '../../src/run/qemu.js';
+import {
+  assertBootsToSuitePassed,
+  assertRebuildIdentical,
+  OVMF_CODE,
+  REPO,
+  TEST_CACHE,
+  tempDir,
+} from '../helpers.js';
 import { hostHas, runTool } from '../tools.js';
 
-const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
-const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
 const YML = path.join(REPO, 'examples', 'minimal.yml');
 // vhd and dynamic-vhd both write NAME.vhd (as upstream): vhd is built in its own directory.
 const FORMATS = [
@@ -54,12 +47,6 @@ const noQemuImg = !hostHas('qemu-img') && 'qemu-img not installed (apt-get insta
 const noQemu =
   !hostHas('qemu-system-x86_64') && 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86)';
 const noOvmf = !existsSync(OVMF_CODE) && 'OVMF not installed (apt-get install ovmf)';
-
-async function fileHash(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 /**
  * kernel+squashfs needs squashfs.ko among the kernel image's modules (its initramfs loads it).
@@ -206,33 +193,19 @@ describe('disk and tar formats of examples/minimal.yml', { timeout: 3_600_000 },
     ];
     for (const c of cases) {
       test(c.name, { skip: c.uefi && noOvmf, timeout: 600_000 }, async () => {
-        const vmDir = path.join(out, 'vm', c.name.replace(/\W+/g, '-'));
-        mkdirSync(vmDir, { recursive: true });
-        let uefi: { code: string; vars: string } | undefined;
-        if (c.uefi) {
-          uefi = { code: OVMF_CODE, vars: path.join(vmDir, 'OVMF_VARS.fd') };
-          copyFileSync(OVMF_VARS, uefi.vars);
-        }
         const s = (n: string) => path.join(sqDir, n);
-        const lines: string[] = [];
-        const r = await runQemu({
-          ...(c.squashfs
+        await assertBootsToSuitePassed(
+          path.join(out, 'vm', c.name.replace(/\W+/g, '-')),
+          c.squashfs
             ? {
                 kernel: s('minimal-kernel'),
                 initrd: s('minimal-initrd.img'),
                 cmdline: readFileSync(s('minimal-cmdline'), 'utf8'),
                 disks: [{ path: s('minimal-squashfs.img'), format: 'raw', readonly: true }],
               }
-            : { bootDisk: { ...c.disk!, readonly: true } }),
-          ...(uefi ? { uefi } : {}),
-          mem: 1024,
-          console: { onLine: (l) => lines.push(l) },
-          timeoutMs: 480_000,
-        });
-        const log = lines.join('\n');
-        assert.match(log, /suite PASSED/, `console:\n${log}`);
-        assert.equal(r.code, 0, `qemu exit ${r.code}; console:\n${log}`);
-        assert.ok(r.poweredOff);
+            : { bootDisk: { ...c.disk!, readonly: true } },
+          c.uefi,
+        );
       });
     }
   });
@@ -240,22 +213,6 @@ describe('disk and tar formats of examples/minimal.yml', { timeout: 3_600_000 },
   test('a second build (fresh image cache, other working directory) gives the same bytes', {
     timeout: 1_800_000,
   }, async () => {
-    const fresh = path.join(out, 'fresh-cache');
-    mkdirSync(fresh);
-    // Debian downloads are content-addressed: sharing them keeps the test off the network.
-    if (existsSync(path.join(TEST_CACHE, 'debian')))
-      symlinkSync(path.join(TEST_CACHE, 'debian'), path.join(fresh, 'debian'));
-    const cwd = path.join(out, 'elsewhere');
-    mkdirSync(cwd);
-    const r = cli(['build', '-dir', 'b', ...FORMATS.flatMap((x) => ['-format', x]), YML], {
-      cwd,
-      env: { LINUXKIT_CACHE: fresh },
-    });
-    assert.equal(r.code, 0, r.stderr);
-    const b = path.join(cwd, 'b');
-    const names = readdirSync(a).sort();
-    assert.deepEqual(readdirSync(b).sort(), names);
-    for (const n of names)
-      assert.equal(await fileHash(path.join(b, n)), await fileHash(path.join(a, n)), `${n} differs`);
+    await assertRebuildIdentical(out, a, YML, FORMATS);
   });
 });

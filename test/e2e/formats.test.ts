@@ -6,25 +6,20 @@
  * second build with a fresh cache from another working directory giving the same bytes.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import {
-  copyFileSync,
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  symlinkSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { cli, REPO, TEST_CACHE, tempDir } from '../helpers.js';
+import {
+  assertBootsToSuitePassed,
+  assertRebuildIdentical,
+  OVMF_CODE,
+  REPO,
+  TEST_CACHE,
+  tempDir,
+} from '../helpers.js';
 import { hostHas, runTool, skipUnless } from '../tools.js';
 
-const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE.fd';
-const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS.fd';
 const YML = path.join(REPO, 'examples', 'minimal.yml');
 const FORMATS = ['iso-bios', 'iso-efi', 'iso-efi-initrd', 'raw-bios', 'raw-efi'];
 const MIB = 1 << 20;
@@ -37,12 +32,6 @@ const f = (name: string) => path.join(a, name);
 const noQemu =
   !hostHas('qemu-system-x86_64') && 'qemu-system-x86_64 not installed (apt-get install qemu-system-x86)';
 const noOvmf = !existsSync(OVMF_CODE) && 'OVMF not installed (apt-get install ovmf)';
-
-async function fileHash(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 describe('bootable formats of examples/minimal.yml', { timeout: 3_600_000 }, () => {
   test('build', { timeout: 900_000 }, async () => {
@@ -171,28 +160,13 @@ describe('bootable formats of examples/minimal.yml', { timeout: 3_600_000 }, () 
     ];
     for (const c of cases) {
       test(c.name, { skip: c.uefi && noOvmf, timeout: 600_000 }, async () => {
-        const vmDir = path.join(out, 'vm', c.name.replace(/\W+/g, '-'));
-        mkdirSync(vmDir, { recursive: true });
-        let uefi: { code: string; vars: string } | undefined;
-        if (c.uefi) {
-          // Each VM gets its own writable copy of the UEFI variables.
-          uefi = { code: OVMF_CODE, vars: path.join(vmDir, 'OVMF_VARS.fd') };
-          copyFileSync(OVMF_VARS, uefi.vars);
-        }
-        const lines: string[] = [];
-        const r = await runQemu({
-          ...(c.as === 'cd'
+        await assertBootsToSuitePassed(
+          path.join(out, 'vm', c.name.replace(/\W+/g, '-')),
+          c.as === 'cd'
             ? { iso: f(c.file) }
-            : { bootDisk: { path: f(c.file), format: 'raw', readonly: true } }),
-          ...(uefi ? { uefi } : {}),
-          mem: 1024,
-          console: { onLine: (l) => lines.push(l) },
-          timeoutMs: 480_000,
-        });
-        const log = lines.join('\n');
-        assert.match(log, /suite PASSED/, `console:\n${log}`);
-        assert.equal(r.code, 0, `qemu exit ${r.code}; console:\n${log}`);
-        assert.ok(r.poweredOff);
+            : { bootDisk: { path: f(c.file), format: 'raw', readonly: true } },
+          c.uefi,
+        );
       });
     }
   });
@@ -200,23 +174,6 @@ describe('bootable formats of examples/minimal.yml', { timeout: 3_600_000 }, () 
   test('a second build (fresh image cache, other working directory) gives the same bytes', {
     timeout: 1_800_000,
   }, async () => {
-    const fresh = path.join(out, 'fresh-cache');
-    mkdirSync(fresh);
-    // Debian downloads are content-addressed (by sha256): sharing them keeps the test off the
-    // network; every image and package is still built anew.
-    if (existsSync(path.join(TEST_CACHE, 'debian')))
-      symlinkSync(path.join(TEST_CACHE, 'debian'), path.join(fresh, 'debian'));
-    const cwd = path.join(out, 'elsewhere');
-    mkdirSync(cwd);
-    const r = cli(['build', '-dir', 'b', ...FORMATS.flatMap((x) => ['-format', x]), YML], {
-      cwd,
-      env: { LINUXKIT_CACHE: fresh },
-    });
-    assert.equal(r.code, 0, r.stderr);
-    const b = path.join(cwd, 'b');
-    const names = readdirSync(a).sort();
-    assert.deepEqual(readdirSync(b).sort(), names);
-    for (const n of names)
-      assert.equal(await fileHash(path.join(b, n)), await fileHash(path.join(a, n)), `${n} differs`);
+    await assertRebuildIdentical(out, a, YML, FORMATS);
   });
 });

@@ -4,12 +4,9 @@
  * leaves the existing file system alone).
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
+import { bootBuilt, buildYaml, pkgRef as pkg, systemYaml, tempDir } from '../helpers.js';
 import { runTool, skipUnless } from '../tools.js';
 
 const dir = tempDir('lk-disk-');
@@ -20,16 +17,10 @@ test('format + mount: a blank disk is formatted, mounted by label, and keeps dat
 }, async () => {
   const disk = path.join(dir, 'data.qcow2');
   runTool('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-  const file = path.join(dir, 'disk.yml');
-  await writeFile(
-    file,
-    `kernel:
-  image: ${pkg('kernel')}
-  cmdline: console=ttyS0
-init:
-  - ${pkg('init')}
-  - ${pkg('runc')}
-onboot:
+  await buildYaml(
+    dir,
+    'disk',
+    `${systemYaml()}onboot:
   - name: format
     image: ${pkg('format')}
     command: ["/usr/bin/format", "-label", "DATA"]
@@ -44,18 +35,10 @@ onboot:
     image: ${pkg('poweroff')}
 `,
   );
-  await build({ file, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE });
   const boot = async () => {
-    const lines: string[] = [];
-    const r = await runQemu({
-      kernel: path.join(dir, 'disk-kernel'),
-      initrd: path.join(dir, 'disk-initrd.img'),
-      cmdline: 'console=ttyS0',
-      console: { onLine: (l) => lines.push(l) },
-      disks: [{ path: disk, format: 'qcow2' }],
-      timeoutMs: 300_000,
-    });
-    const log = lines.join('\n');
+    const vm = bootBuilt(dir, 'disk', { disks: [{ path: disk, format: 'qcow2' }], timeoutMs: 300_000 });
+    const r = await vm.vm;
+    const log = vm.log();
     assert.ok(r.poweredOff, `no clean power-off; console:\n${log}`);
     return log;
   };

@@ -5,14 +5,18 @@
  * sysctl applied upstream's defaults; the CA bundle is there; rngd runs.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import path from 'node:path';
 import { test } from 'node:test';
-import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
-import { freePort, userNet, waitFor } from './packages-helpers.js';
+import {
+  bootBuilt,
+  buildYaml,
+  freePort,
+  pkgRef as pkg,
+  systemYaml,
+  tempDir,
+  userNet,
+  waitFor,
+} from '../helpers.js';
 
 const dir = tempDir('lk-nginx-');
 
@@ -37,17 +41,10 @@ function get(port: number): Promise<{ status: number; server?: string; body: str
 test('nginx answers HTTP; dhcpcd, sysctl, rngd, ca-certificates do their jobs', {
   timeout: 900_000,
 }, async () => {
-  const file = path.join(dir, 'web.yml');
-  await writeFile(
-    file,
-    `kernel:
-  image: ${pkg('kernel')}
-  cmdline: console=ttyS0
-init:
-  - ${pkg('init')}
-  - ${pkg('runc')}
-  - ${pkg('ca-certificates')}
-onboot:
+  await buildYaml(
+    dir,
+    'web',
+    `${systemYaml('ca-certificates')}onboot:
   - name: sysctl
     image: ${pkg('sysctl')}
   - name: dhcpcd
@@ -65,31 +62,16 @@ services:
     image: ${pkg('nginx')}
 `,
   );
-  await build({ file, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE });
   const port = await freePort();
-  const lines: string[] = [];
   const t0 = Date.now();
   const stop = new AbortController();
-  const vm = runQemu({
+  const { vm, log, alive } = bootBuilt(dir, 'web', {
     stop: stop.signal,
-    kernel: path.join(dir, 'web-kernel'),
-    initrd: path.join(dir, 'web-initrd.img'),
-    cmdline: 'console=ttyS0',
-    console: { onLine: (l) => lines.push(l) },
     timeoutMs: 300_000,
     extraArgs: userNet(port, 80),
   });
-  let exited = false;
-  void vm.then(() => {
-    exited = true;
-  });
   try {
-    const res = await waitFor(
-      () => !exited,
-      240_000,
-      () => get(port),
-    );
-    const log = () => lines.join('\n');
+    const res = await waitFor(alive, 240_000, () => get(port));
     assert.ok(res, `no HTTP answer; console:\n${log()}`);
     console.log(`# HTTP ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
     assert.equal(res.status, 200);

@@ -5,14 +5,21 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
+import {
+  bootBuilt,
+  buildYaml,
+  freePort,
+  pkgRef as pkg,
+  sshCommand,
+  systemYaml,
+  tempDir,
+  userNet,
+  waitFor,
+} from '../helpers.js';
 import { skipUnless } from '../tools.js';
-import { freePort, sshCommand, userNet, waitFor } from './packages-helpers.js';
 
 const dir = tempDir('lk-sshd-');
 
@@ -24,16 +31,10 @@ test('sshd: ssh in with the key from files:, runc list shows sshd', {
   const kg = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lk-test', '-f', key]);
   assert.equal(kg.status, 0, String(kg.stderr));
   const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
-  const file = path.join(dir, 'sshd.yml');
-  await writeFile(
-    file,
-    `kernel:
-  image: ${pkg('kernel')}
-  cmdline: console=ttyS0
-init:
-  - ${pkg('init')}
-  - ${pkg('runc')}
-onboot:
+  await buildYaml(
+    dir,
+    'sshd',
+    `${systemYaml()}onboot:
   - name: dhcpcd
     image: ${pkg('dhcpcd')}
     command: ["/usr/sbin/dhcpcd", "--nobackground", "-f", "/etc/dhcpcd.conf", "-1"]
@@ -46,35 +47,21 @@ files:
     mode: "0600"
 `,
   );
-  await build({ file, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE });
   const port = await freePort();
-  const lines: string[] = [];
   const t0 = Date.now();
   const stop = new AbortController();
-  const vm = runQemu({
+  const { vm, log, alive } = bootBuilt(dir, 'sshd', {
     stop: stop.signal,
-    kernel: path.join(dir, 'sshd-kernel'),
-    initrd: path.join(dir, 'sshd-initrd.img'),
-    cmdline: 'console=ttyS0',
-    console: { onLine: (l) => lines.push(l) },
     timeoutMs: 300_000,
     extraArgs: userNet(port, 22),
   });
-  let exited = false;
-  void vm.then(() => {
-    exited = true;
-  });
   const ssh = (cmd: string) => sshCommand(port, key, cmd);
   try {
-    const first = await waitFor(
-      () => !exited,
-      240_000,
-      () => {
-        const r = ssh('echo ready');
-        return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
-      },
-    );
-    assert.ok(first, `ssh never answered; console:\n${lines.join('\n')}`);
+    const first = await waitFor(alive, 240_000, () => {
+      const r = ssh('echo ready');
+      return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
+    });
+    assert.ok(first, `ssh never answered; console:\n${log()}`);
     console.log(`# ssh ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
     const list = ssh('runc list');
     assert.equal(list.code, 0, list.stderr);

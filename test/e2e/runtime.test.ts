@@ -5,29 +5,12 @@
  * that print one marker each, so one boot checks many fields.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { test } from 'node:test';
-import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
+import { buildAndBoot, pkgRef as pkg, tempDir } from '../helpers.js';
 
 const dir = tempDir('lk-runtime-');
 
-async function buildAndBoot(name: string, yaml: string): Promise<{ code: number; log: string }> {
-  const file = path.join(dir, `${name}.yml`);
-  await writeFile(file, yaml);
-  await build({ file, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE });
-  const lines: string[] = [];
-  const r = await runQemu({
-    kernel: path.join(dir, `${name}-kernel`),
-    initrd: path.join(dir, `${name}-initrd.img`),
-    cmdline: 'console=ttyS0',
-    console: { onLine: (l) => lines.push(l) },
-    timeoutMs: 240_000,
-  });
-  return { code: r.code, log: lines.join('\n') };
-}
+const boot = (name: string, yaml: string) => buildAndBoot(dir, name, yaml, { timeoutMs: 240_000 });
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
 const NETNEW = 'n=; for d in /sys/class/net/*; do n="$n ${d##*/}"; done; echo "netnew-links:$n."';
@@ -83,7 +66,7 @@ files:
     uid: 5
     gid: bind
 `;
-  const { code, log } = await buildAndBoot('runtime-a', yaml);
+  const { code, log } = await boot('runtime-a', yaml);
   const expect = [
     /bind-sees-bind-content/,
     /ro-root-refused/,
@@ -165,7 +148,7 @@ onshutdown:
     binds: ["/var/log:/var/log", "/run:/hostrun"]
     command: ["/bin/sh", "-c", "while read -r l; do echo \\"log: $l\\"; done </var/log/c.log; [ -e /hostrun/uts/c ] && echo uts-bound"]
 `;
-  const { code, log } = await buildAndBoot('runtime-net', yaml);
+  const { code, log } = await boot('runtime-net', yaml);
   for (const re of [/a-configured/, /ping-b-to-a-ok/, /log: ping-c-to-b-ok/, /log: c-done/, /uts-bound/]) {
     assert.match(log, re, log);
   }

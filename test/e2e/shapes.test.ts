@@ -4,42 +4,19 @@
  * capabilities, net and pid all take effect in the booted VM.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { test } from 'node:test';
-import { build } from '../../src/build/build.js';
-import { runQemu } from '../../src/run/qemu.js';
-import { pkgRef as pkg, TEST_CACHE, tempDir } from '../helpers.js';
+import { buildAndBoot, pkgRef as pkg, systemYaml, tempDir } from '../helpers.js';
 
 const dir = tempDir('lk-shapes-');
 
-async function buildAndBoot(name: string, yaml: string): Promise<{ code: number; log: string }> {
-  const file = path.join(dir, `${name}.yml`);
-  await writeFile(file, yaml);
-  await build({ file, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE });
-  const lines: string[] = [];
-  const r = await runQemu({
-    kernel: path.join(dir, `${name}-kernel`),
-    initrd: path.join(dir, `${name}-initrd.img`),
-    cmdline: 'console=ttyS0',
-    console: { onLine: (l) => lines.push(l) },
-    timeoutMs: 180_000,
-  });
-  return { code: r.code, log: lines.join('\n') };
-}
+const boot = (name: string, yaml: string) => buildAndBoot(dir, name, yaml, { timeoutMs: 180_000 });
 
 test('services run detached next to onboot containers; poweroff as a delayed service', {
   timeout: 900_000,
 }, async () => {
-  const { code, log } = await buildAndBoot(
+  const { code, log } = await boot(
     'services',
-    `kernel:
-  image: ${pkg('kernel')}
-  cmdline: console=ttyS0
-init:
-  - ${pkg('init')}
-  - ${pkg('runc')}
-onboot:
+    `${systemYaml()}onboot:
   - name: hello
     image: ${pkg('test')}
     command: ["/bin/sh", "-c", "echo onboot-says-$GREETING"]
@@ -77,7 +54,7 @@ files:
 test('pid: host shares the system pid namespace, the default is a new one', {
   timeout: 900_000,
 }, async () => {
-  const { code, log } = await buildAndBoot(
+  const { code, log } = await boot(
     'pidhost',
     `kernel:
   image: ${pkg('kernel')}
