@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
+import { BlobProgress } from '../util/progress.js';
 import {
   basicHeader,
   type Challenge,
@@ -411,12 +412,16 @@ export class RegistryClient {
     for (const b of blobs) parseDigest(b.digest, `blob digest in ${ref}`);
     const total = blobs.reduce((s, b) => s + (b.size ?? 0), 0);
     log?.(`pulling ${ref} (${blobs.length} blobs, ${(total / 1e6).toFixed(1)} MB)`);
+    const progress = new BlobProgress();
     await pool(blobs, this.opts.concurrency ?? 4, async (b) => {
       if (await store.hasBlob(b.digest)) return;
-      const r = await store.writeBlobStream(this.blobStream(ref, b.digest), {
-        digest: b.digest,
-        size: b.size,
-      });
+      const r = await store.writeBlobStream(
+        progress.track(b.digest, b.size ?? 0, this.blobStream(ref, b.digest)),
+        {
+          digest: b.digest,
+          size: b.size,
+        },
+      );
       bytes += r.size;
     });
     // Manifests last, children before parents: a visible manifest always has its blobs.
