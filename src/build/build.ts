@@ -4,16 +4,20 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBootloaders, writeOutputs } from '../formats/outputs.js';
+import { inReleaseExpiry } from '../debian/archive.js';
+import type { InitrdCompression } from '../formats/compress.js';
+import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
 import { ImageStore } from '../oci/layout.js';
 import { SBOM_LABEL } from '../pkg/build.js';
 import { encodeSbom, mergeSboms, type SpdxDocument } from '../pkg/sbom.js';
-import { isUrl, loadConfigFiles } from '../spec/load.js';
+import { loadConfigFiles } from '../spec/load.js';
+import { defaultOutputName } from '../spec/naming.js';
 import type { ConfigPath, LoadedConfig } from '../spec/types.js';
 import { type Problem, SourceError, UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
-import { assemble } from './assemble.js';
+import { assemble, fileSourcePath } from './assemble.js';
 import { ImageResolver, PKG_PREFIX, type ResolvedImage } from './images.js';
+import { stampKey, writeStamp } from './stamp.js';
 
 export interface BuildOptions {
   /** The YAML file, or several merged in order (`-` is stdin, http(s) URLs are fetched). */
@@ -21,6 +25,8 @@ export interface BuildOptions {
   formats: string[];
   /** Disk size in bytes for disk formats (`-size`; default 1024 MiB). */
   size?: number;
+  /** How the initrd is compressed (`-compress`; default gzip). */
+  compress?: InitrdCompression;
   /** Write NAME-sbom.spdx.json beside the outputs (default true; `--no-sbom`). */
   sbom?: boolean;
   /** Output directory (default: the current directory). */
@@ -53,17 +59,6 @@ export function imageRefs(loaded: LoadedConfig): { spec: string; at: ConfigPath 
 }
 
 /**
- * Output name prefix by default, as upstream: the last file's base name without its
- * extension; `moby` for stdin.
- */
-export function defaultOutputName(files: string[]): string {
-  const last = files[files.length - 1] ?? '-';
-  if (last === '-') return 'moby';
-  const base = path.posix.basename(isUrl(last) ? new URL(last).pathname : last.split(path.sep).join('/'));
-  return base.slice(0, base.length - path.extname(base).length) || 'moby';
-}
-
-/**
  * One SPDX document for the whole system: the package SBOMs our package images carry in their
  * config label, merged (images without one add nothing), in YAML order.
  */
@@ -80,6 +75,7 @@ export function systemSbom(name: string, images: Map<string, ResolvedImage>, epo
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  checkFormats(opts.formats);
   const files = typeof opts.file === 'string' ? [opts.file] : opts.file;
   const loaded = await loadConfigFiles(files);
   const name = opts.name ?? defaultOutputName(files);
@@ -92,6 +88,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       store,
       debianCacheDir: path.join(opts.cacheDir, 'debian'),
       debianMirror: opts.debianMirror,
+      ...(opts.pull ? { pull: true } : {}),
       log: opts.log,
     },
     loaded.dir,
@@ -128,7 +125,27 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const outputs = await writeOutputs(system, opts.formats, path.join(outDir, name), {
     boot,
     size: opts.size,
+    ...(opts.compress ? { compress: opts.compress } : {}),
     extra,
   });
+  const key = stampKey(opts);
+  if (key) {
+    const inputs = [
+      ...key.files,
+      ...resolver.packageDirs,
+      ...resolver.importPaths,
+      path.join(opts.cacheDir, 'index.json'),
+    ];
+    for (const f of loaded.config.files)
+      if (f.source !== undefined) inputs.push(fileSourcePath(loaded, f.source));
+    let expires: number | undefined;
+    if (resolver.packageDirs.size) {
+      // Package tags depend on the Debian InRelease, which a build re-reads once it is stale.
+      const debian = path.join(opts.cacheDir, 'debian');
+      inputs.push(path.join(debian, 'inrelease'));
+      expires = await inReleaseExpiry(debian);
+    }
+    await writeStamp(key, inputs, outputs, expires);
+  }
   return { outputs };
 }

@@ -1,8 +1,7 @@
-import { Command } from 'commander';
-import { build } from '../build/build.js';
-import { checkFormats } from '../formats/outputs.js';
-import { configToYaml } from '../spec/dump.js';
-import { loadConfigFiles } from '../spec/load.js';
+import { Command, Option } from 'commander';
+import type { BuildOptions } from '../build/build.js';
+import { stampKey, upToDate } from '../build/stamp.js';
+import { INITRD_COMPRESSIONS, type InitrdCompression } from '../formats/compress.js';
 import { cacheDir, collectList, debianMirror, log, parseSize } from './common.js';
 
 export function buildCommand(): Command {
@@ -25,6 +24,11 @@ export function buildCommand(): Command {
       'do not write NAME-sbom.spdx.json (the SPDX SBOM of every Debian package in the system)',
     )
     .option('--size <size>', 'size of disk image outputs, e.g. 1024M or 4G (default 1024M)', parseSize)
+    .addOption(
+      new Option('--compress <kind>', 'initrd compression (gzip is what every boot loader and kernel takes)')
+        .choices(INITRD_COMPRESSIONS)
+        .default('gzip'),
+    )
     .action(
       async (
         file: string[],
@@ -37,16 +41,22 @@ export function buildCommand(): Command {
           dryRun?: boolean;
           pull?: boolean;
           size?: number;
+          compress: InitrdCompression;
           sbom: boolean;
         },
       ) => {
         const formats = o.format?.length ? o.format : ['kernel+initrd'];
-        checkFormats(formats);
         if (o.dryRun) {
+          const [{ checkFormats }, { configToYaml }, { loadConfigFiles }] = await Promise.all([
+            import('../formats/outputs.js'),
+            import('../spec/dump.js'),
+            import('../spec/load.js'),
+          ]);
+          checkFormats(formats);
           process.stdout.write(configToYaml((await loadConfigFiles(file)).config));
           return;
         }
-        const { outputs } = await build({
+        const opts: BuildOptions = {
           file,
           formats,
           dir: o.dir,
@@ -55,9 +65,19 @@ export function buildCommand(): Command {
           debianMirror: debianMirror(o.debianMirror),
           pull: o.pull,
           size: o.size,
+          compress: o.compress,
           sbom: o.sbom,
           log,
-        });
+        };
+        // The builder is loaded only when the stamp says there is work: a no-op rebuild costs
+        // little more than Node's start-up.
+        const same = o.pull ? undefined : await upToDate(stampKey(opts));
+        if (same) {
+          for (const out of same) log(`up to date ${out}`);
+          return;
+        }
+        const { build } = await import('../build/build.js');
+        const { outputs } = await build(opts);
         for (const out of outputs) log(`wrote ${out}`);
       },
     );

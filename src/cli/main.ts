@@ -4,13 +4,20 @@
  */
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
-import { buildCommand } from './build.js';
-import { cacheCommand } from './cache.js';
-import { metadataCommand } from './metadata.js';
-import { pkgCommand } from './pkg.js';
-import { runCommand } from './run.js';
-import { serveCommand } from './serve.js';
-import { versionCommand } from './version.js';
+
+/**
+ * Each command's module, loaded on demand: a command pays only for the library it uses (a
+ * no-op `build` is then mostly Node's own start-up). Help and unknown commands load them all.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  build: async () => (await import('./build.js')).buildCommand(),
+  pkg: async () => (await import('./pkg.js')).pkgCommand(),
+  cache: async () => (await import('./cache.js')).cacheCommand(),
+  run: async () => (await import('./run.js')).runCommand(),
+  metadata: async () => (await import('./metadata.js')).metadataCommand(),
+  serve: async () => (await import('./serve.js')).serveCommand(),
+  version: async () => (await import('./version.js')).versionCommand(),
+};
 
 /**
  * Upstream LinuxKit is written in Go, whose flags take one dash (`-format`, `-dir`). Accept those
@@ -29,18 +36,14 @@ export function goStyleFlags(argv: string[]): string[] {
   return out;
 }
 
-export function program(): Command {
+/** The CLI with the named command only, or with all of them (for help, or an unknown name). */
+export async function program(only?: string): Promise<Command> {
   const p = new Command('linuxkit')
     .description('Build and run minimal, immutable Linux systems from one YAML file, without Docker')
     .showHelpAfterError()
     .exitOverride();
-  p.addCommand(buildCommand());
-  p.addCommand(pkgCommand());
-  p.addCommand(cacheCommand());
-  p.addCommand(runCommand());
-  p.addCommand(metadataCommand());
-  p.addCommand(serveCommand());
-  p.addCommand(versionCommand());
+  const names = only !== undefined && only in COMMANDS ? [only] : Object.keys(COMMANDS);
+  for (const c of await Promise.all(names.map((n) => COMMANDS[n]!()))) p.addCommand(c);
   for (const c of p.commands) {
     c.exitOverride();
     for (const sub of c.commands) sub.exitOverride();
@@ -50,7 +53,8 @@ export function program(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await program().parseAsync(goStyleFlags(argv), { from: 'user' });
+    const args = goStyleFlags(argv);
+    await (await program(args[0])).parseAsync(args, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       process.exitCode = e.exitCode;

@@ -4,16 +4,20 @@
  *   gzip  1f 8b                  (RFC 1952; several members may follow each other)
  *   xz    fd 37 7a 58 5a 00      ("\xfd7zXZ\0", .deb data.tar.xz)
  *   zstd  28 b5 2f fd            (frame magic 0xFD2FB528, little-endian)
- *   bzip2 "BZh" 1-9 31 41 59 26 53 59, lz4 04 22 4d 18: recognised only to refuse them
+ *   lz4   02 21 4c 18            (the legacy frame the kernel takes for an initramfs; ours)
+ *   bzip2 "BZh" 1-9 31 41 59 26 53 59, lz4 04 22 4d 18 (the modern frame): recognised only to refuse them
  *   anything else is returned as is (an uncompressed tar).
  *
  * gzip output: zlib writes MTIME 0, no name, OS 3, so it only depends on the input and level.
  */
 import { Buffer } from 'node:buffer';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { UserError } from '../util/errors.js';
+import { lz4Legacy, lz4LegacyDecode } from './lz4.js';
+import { crc32 } from './partition.js';
 
-export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lz4' | 'none';
+export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lz4' | 'lz4-legacy' | 'none';
 
 function startsWith(d: Uint8Array, magic: number[]): boolean {
   if (d.length < magic.length) return false;
@@ -33,6 +37,7 @@ export function sniffCompression(d: Uint8Array): Compression {
   )
     return 'bzip2';
   if (startsWith(d, [0x04, 0x22, 0x4d, 0x18])) return 'lz4';
+  if (startsWith(d, [0x02, 0x21, 0x4c, 0x18])) return 'lz4-legacy';
   return 'none';
 }
 
@@ -72,20 +77,29 @@ async function unxz(data: Uint8Array): Promise<Uint8Array> {
   return Buffer.concat(chunks, total);
 }
 
+const gunzipAsync = promisify(zlib.gunzip);
+/** zlib's output chunk for whole-buffer calls (its default, 16 KiB, costs a callback per chunk). */
+const BIG_CHUNK = 1 << 20;
+const deflateRawAsync = promisify(zlib.deflateRaw);
+
 type ZstdSync = (d: Uint8Array) => Buffer;
 const nodeZstd = (zlib as unknown as { zstdDecompressSync?: ZstdSync }).zstdDecompressSync;
 
-/** Decompress gzip, xz or zstd data, sniffed by magic; anything else is returned unchanged. */
+/** Decompress gzip, xz, zstd or legacy lz4 data, sniffed by magic; anything else is returned unchanged. */
 export async function decompress(data: Uint8Array): Promise<Uint8Array> {
   const kind = sniffCompression(data);
   try {
     switch (kind) {
       case 'gzip':
-        return zlib.gunzipSync(data); // reads all concatenated members
+        // Async: runs on libuv's thread pool, so the layers of several images unpack at once.
+        // Big output chunks: each chunk is a round trip between the pool and this thread.
+        return await gunzipAsync(data, { chunkSize: BIG_CHUNK }); // reads all concatenated members
       case 'xz':
         return await unxz(data);
       case 'zstd':
         return nodeZstd ? nodeZstd(data) : (await import('fzstd')).decompress(data);
+      case 'lz4-legacy':
+        return lz4LegacyDecode(data);
       case 'none':
         return data;
       default:
@@ -100,4 +114,63 @@ export async function decompress(data: Uint8Array): Promise<Uint8Array> {
 /** gzip with a fixed level: the same input gives the same bytes. */
 export function gzip(data: Uint8Array, level = 6): Buffer {
   return zlib.gzipSync(data, { level });
+}
+
+/** Input bytes per independently compressed piece of `gzipParallel`: fixed, so output bytes never depend on the machine. */
+const GZIP_BLOCK = 1 << 20;
+/** Deflate's window: each piece is primed with this much of the input before it. */
+const DEFLATE_WINDOW = 32 * 1024;
+
+/**
+ * gzip on every core, as pigz does: the input is cut into fixed 1 MiB pieces, each deflated on
+ * libuv's thread pool with the 32 KiB before it as its dictionary and ended by a sync flush
+ * (byte-aligned, not final); the last piece finishes the stream. The raw pieces concatenate to
+ * one valid deflate stream in one gzip member, which any gzip reader (the kernel's too) unpacks.
+ * The result is deterministic but not byte-identical to `gzip` (the flush points differ).
+ */
+export async function gzipParallel(data: Uint8Array, level = 6): Promise<Buffer> {
+  const pieces: Promise<Buffer>[] = [];
+  for (let at = 0; at < data.length || at === 0; at += GZIP_BLOCK) {
+    const end = Math.min(at + GZIP_BLOCK, data.length);
+    const last = end === data.length;
+    pieces.push(
+      deflateRawAsync(data.subarray(at, end), {
+        level,
+        chunkSize: BIG_CHUNK,
+        ...(at > 0 ? { dictionary: data.subarray(Math.max(0, at - DEFLATE_WINDOW), at) } : {}),
+        finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+      }),
+    );
+    if (last) break;
+  }
+  const header = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level >= 9 ? 2 : level <= 1 ? 4 : 0, 3]);
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(data), 0);
+  trailer.writeUInt32LE(data.length >>> 0, 4); // ISIZE is the length mod 2^32
+  return Buffer.concat([header, ...(await Promise.all(pieces)), trailer]);
+}
+
+/** What `-compress` offers for the initrd: all are formats the kernel unpacks (CONFIG_RD_*). */
+export const INITRD_COMPRESSIONS = ['gzip', 'zstd', 'lz4', 'none'] as const;
+export type InitrdCompression = (typeof INITRD_COMPRESSIONS)[number];
+
+type ZstdCompress = (d: Uint8Array, o?: object) => Buffer;
+const nodeZstdCompress = (zlib as unknown as { zstdCompressSync?: ZstdCompress }).zstdCompressSync;
+
+/** The initrd's cpio, compressed as `-compress` asks. */
+export async function compressInitrd(cpio: Uint8Array, kind: InitrdCompression): Promise<Uint8Array> {
+  switch (kind) {
+    case 'gzip':
+      return gzipParallel(cpio, 6);
+    case 'zstd':
+      if (!nodeZstdCompress)
+        throw new UserError(
+          `-compress zstd needs Node 22.15 or later (its zlib has zstd); this is Node ${process.versions.node}`,
+        );
+      return nodeZstdCompress(cpio);
+    case 'lz4':
+      return lz4Legacy(cpio);
+    case 'none':
+      return cpio;
+  }
 }

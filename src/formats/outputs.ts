@@ -15,7 +15,7 @@ import { writeFilesAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
 import { type DiskFormat, kernelInitrdTar, rootfsTar, squashfsInitrdTree, wrapDisk } from './artifacts.js';
-import { gzip } from './compress.js';
+import { compressInitrd, gzip, type InitrdCompression } from './compress.js';
 import { writeCpio } from './cpio.js';
 import { writeFat } from './fat.js';
 import { writeIso9660 } from './iso9660.js';
@@ -38,7 +38,7 @@ export interface OutputContext {
   size: number;
   /** Boot loader package trees by package name (see BOOTLOADERS). */
   boot: Map<string, FsTree>;
-  /** gzip(cpio(root)): built once per build, shared by the formats that need it. */
+  /** The compressed cpio of the root: built once per build, shared by the formats that need it. */
   initrd(): Uint8Array;
 }
 
@@ -216,7 +216,6 @@ const writers: Record<string, Writer> = {
   'raw-bios': (ctx) => [{ path: `${ctx.prefix}-bios.img`, sparse: biosDisk(ctx, 'raw-bios') }],
   'raw-efi': (ctx) => [{ path: `${ctx.prefix}-efi.img`, sparse: efiDisk(ctx, 'raw-efi') }],
 
-  // ---- issue 7b: more writers (qcow2, vhd, vmdk, squashfs, tar, docker) go below ----
   'tar-kernel-initrd': ({ system, prefix, initrd }) => [
     {
       path: `${prefix}-initrd.tar`,
@@ -247,7 +246,6 @@ const writers: Record<string, Writer> = {
   gcp: (ctx) => [wrapped(ctx, 'gcp', biosDisk(ctx, 'gcp'))],
   aws: (ctx) => [wrapped(ctx, 'aws', biosDisk(ctx, 'aws'))],
   azure: (ctx) => [wrapped(ctx, 'azure', biosDisk(ctx, 'azure'))],
-  // ---- end of issue 7b section ----
 };
 
 /** Boot loader packages each format needs (package directory names under pkg/). */
@@ -299,8 +297,13 @@ export async function loadBootloaders(
   return out;
 }
 
+/** Formats that carry no initrd of the whole root (so none is compressed for them). */
+const NO_INITRD = new Set(['kernel+iso', 'tar', 'docker', 'kernel+squashfs']);
+
 export interface WriteOptions {
   size?: number;
+  /** How the initrd's cpio is compressed (`-compress`; default gzip). */
+  compress?: InitrdCompression;
   boot?: Map<string, FsTree>;
   /** Files written with the outputs, at PREFIX + suffix (e.g. the merged SBOM). */
   extra?: { suffix: string; data: Uint8Array }[];
@@ -314,14 +317,17 @@ export async function writeOutputs(
   opts: WriteOptions = {},
 ): Promise<string[]> {
   checkFormats(formats);
-  let initrd: Uint8Array | undefined;
+  // Compressed up front, asynchronously, so it can use every core; the writers stay synchronous.
+  const initrd = formats.some((f) => !NO_INITRD.has(f))
+    ? await compressInitrd(writeCpio(system.root.entries()), opts.compress ?? 'gzip')
+    : undefined;
   const ctx: OutputContext = {
     system,
     prefix,
     size: opts.size ?? DEFAULT_DISK_SIZE,
     boot: opts.boot ?? new Map(),
     initrd: () => {
-      initrd ??= gzip(writeCpio(system.root.entries()), 6);
+      if (!initrd) throw new Error('internal error: a format listed in NO_INITRD asked for the initrd');
       return initrd;
     },
   };

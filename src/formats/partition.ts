@@ -23,6 +23,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import zlib from 'node:zlib';
 import { UserError } from '../util/errors.js';
 
 export const SECTOR = 512;
@@ -37,8 +38,11 @@ const CRC_TABLE = (() => {
   return t;
 })();
 
-/** CRC-32 (IEEE 802.3, as GPT and zlib use). */
+const nodeCrc32 = (zlib as unknown as { crc32?: (d: Uint8Array) => number }).crc32;
+
+/** CRC-32 (IEEE 802.3, as GPT and gzip use): zlib's own where Node has it (20.15+), it is ~20x faster. */
 export function crc32(data: Uint8Array): number {
+  if (nodeCrc32) return nodeCrc32(data) >>> 0;
   let c = 0xffffffff;
   for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
