@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decompress } from '../formats/compress.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -508,6 +508,11 @@ export interface DebianArchiveOptions {
   cacheDir: string;
   /** Use the last verified InRelease and cached files only; never touch the network. */
   offline?: boolean;
+  /**
+   * Reuse the cached InRelease while it is younger than this many ms (default one day; 0
+   * always asks the mirror, as `--pull` does).
+   */
+  maxAge?: number;
   /** Accept an InRelease past its Valid-Until. */
   allowExpired?: boolean;
   /** Keyring files to trust (default: the host's Debian keyring, else the shipped one). */
@@ -515,6 +520,23 @@ export interface DebianArchiveOptions {
   /** Where to read apt sources from when no mirror is given (default '/'). */
   aptRoot?: string;
   http?: HttpOptions;
+}
+
+const DEFAULT_MAX_AGE = 24 * 3600 * 1000;
+
+/**
+ * When the oldest cached InRelease under a Debian cache directory goes stale (a build then asks
+ * the mirror again, and package tags may change), in ms since the epoch; undefined if none.
+ */
+export async function inReleaseExpiry(cacheDir: string): Promise<number | undefined> {
+  const dir = path.join(cacheDir, 'inrelease');
+  const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  let oldest: number | undefined;
+  for (const n of names) {
+    const st = await stat(path.join(dir, n));
+    if (st.isFile()) oldest = Math.min(oldest ?? st.mtimeMs, st.mtimeMs);
+  }
+  return oldest === undefined ? undefined : oldest + DEFAULT_MAX_AGE;
 }
 
 /** Bumped when the parsed-index cache format changes, so old files are not reused. */
@@ -538,6 +560,7 @@ export class DebianArchive {
   readonly cacheDir: string;
   private readonly opts: DebianArchiveOptions;
   private releaseP?: Promise<VerifiedRelease>;
+  private inReleaseP?: Promise<{ bytes: Uint8Array; source: string; fetched: boolean }>;
   private packagesP?: Promise<PackageIndex>;
 
   constructor(opts: DebianArchiveOptions) {
@@ -573,24 +596,41 @@ export class DebianArchive {
     return this.releaseP;
   }
 
-  private async loadRelease(): Promise<VerifiedRelease> {
-    const url = `${this.distsUrl}/InRelease`;
-    const keys = await loadKeyring(this.opts.keyrings);
-    const cached = this.inReleaseCachePath;
-    let bytes: Uint8Array;
-    let source = url;
-    if (this.opts.offline) {
-      try {
-        bytes = await readFile(cached);
-      } catch {
+  /**
+   * sha256 of the InRelease this archive uses, without verifying it: a key for data derived
+   * from it (derived data is only ever stored after its InRelease was verified).
+   */
+  async releaseDigest(): Promise<string> {
+    return sha256hex((await this.inRelease()).bytes);
+  }
+
+  /**
+   * The InRelease bytes: the cached copy while it is younger than `maxAge` (like an image
+   * tag in the cache: builds need no network and keep their package tags), else the mirror's.
+   */
+  private inRelease(): Promise<{ bytes: Uint8Array; source: string; fetched: boolean }> {
+    this.inReleaseP ??= (async () => {
+      const url = `${this.distsUrl}/InRelease`;
+      const cached = this.inReleaseCachePath;
+      const maxAge = this.opts.offline ? Number.POSITIVE_INFINITY : (this.opts.maxAge ?? DEFAULT_MAX_AGE);
+      const age = await stat(cached).then(
+        (st) => Date.now() - st.mtimeMs,
+        () => undefined,
+      );
+      if (age !== undefined && age >= 0 && age < maxAge)
+        return { bytes: await readFile(cached), source: `${url} (cached)`, fetched: false };
+      if (this.opts.offline)
         throw new UserError(
           `offline: no cached InRelease for ${this.suite} from ${this.mirror} (run once online first)`,
         );
-      }
-      source = `${url} (cached)`;
-    } else {
-      bytes = await httpGet(url, this.opts.http);
-    }
+      return { bytes: await httpGet(url, this.opts.http), source: url, fetched: true };
+    })();
+    return this.inReleaseP;
+  }
+
+  private async loadRelease(): Promise<VerifiedRelease> {
+    const keys = await loadKeyring(this.opts.keyrings);
+    const { bytes, source, fetched } = await this.inRelease();
     const text = new TextDecoder().decode(bytes);
     const rel = await verifyInRelease(text, { keys, source, allowExpired: this.opts.allowExpired ?? false });
     // A validly signed Release of another suite (say, an old one) must not stand in for this one.
@@ -600,7 +640,8 @@ export class DebianArchive {
         `${source} is for ${names.filter(Boolean).join('/') || 'an unnamed suite'}, not ${this.suite}`,
       );
     }
-    if (!this.opts.offline) {
+    if (fetched) {
+      const cached = this.inReleaseCachePath;
       await mkdir(path.dirname(cached), { recursive: true });
       await writeFileAtomic(cached, bytes);
     }
