@@ -186,9 +186,7 @@ async function addFiles(
     let data: Uint8Array | undefined;
     if (!f.directory && f.symlink === undefined && f.contents === undefined) {
       if (f.source !== undefined) {
-        const src = f.source.startsWith('~/')
-          ? path.join(os.homedir(), f.source.slice(2))
-          : path.resolve(loaded.dir, f.source);
+        const src = fileSourcePath(loaded, f.source);
         try {
           data = await readFile(src);
         } catch (e) {
@@ -275,4 +273,11 @@ export function configMetadata(
     return encodeGoJson(m);
   }
   return stringifyYaml(JSON.parse(JSON.stringify(m)), { indent: 4, indentSeq: true, lineWidth: 0 });
+}
+
+/** Where a `files:` entry's `source:` is read from: relative to the YAML file, or `~/`. */
+export function fileSourcePath(loaded: LoadedConfig, source: string): string {
+  return source.startsWith('~/')
+    ? path.join(os.homedir(), source.slice(2))
+    : path.resolve(loaded.dir, source);
 }

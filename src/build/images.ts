@@ -43,6 +43,9 @@ export interface ResolveOptions {
 export class ImageResolver {
   private readonly resolved = new Map<string, Promise<ResolvedImage>>();
   private readonly trees = new Map<string, Promise<FsTree>>();
+  /** Package directories (`@pkg:`) and local archives or layouts images were made from. */
+  readonly packageDirs = new Set<string>();
+  readonly importPaths = new Set<string>();
 
   constructor(
     readonly store: ImageStore,
@@ -72,6 +75,7 @@ export class ImageResolver {
     let ref: string;
     if (spec.startsWith(PKG_PREFIX)) {
       const dir = path.resolve(this.baseDir, spec.slice(PKG_PREFIX.length));
+      this.packageDirs.add(dir);
       ref = (await buildPackage(dir, this.pkg)).ref;
     } else if (spec.startsWith('oci-archive:') || spec.startsWith('oci:')) {
       ref = await this.importLocal(spec);
@@ -105,10 +109,9 @@ export class ImageResolver {
   private async importLocal(spec: string): Promise<string> {
     let imported: { desc: { digest: string } }[];
     if (spec.startsWith('oci-archive:')) {
-      imported = await importArchive(
-        this.store,
-        path.resolve(this.baseDir, spec.slice('oci-archive:'.length)),
-      );
+      const file = path.resolve(this.baseDir, spec.slice('oci-archive:'.length));
+      this.importPaths.add(file);
+      imported = await importArchive(this.store, file);
       if (imported.length !== 1)
         throw new UserError(`${spec} holds ${imported.length} images; give an archive with one`);
     } else {
@@ -117,6 +120,7 @@ export class ImageResolver {
       const i = rest.indexOf(':');
       const hasName = i > 0;
       const dir = path.resolve(this.baseDir, hasName ? rest.slice(0, i) : rest);
+      this.importPaths.add(dir);
       imported = await importLayout(this.store, dir, hasName ? rest.slice(i + 1) : undefined);
     }
     return `imported@${imported[0]!.desc.digest}`;

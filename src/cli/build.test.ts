@@ -4,8 +4,8 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO, tempDir } from '../../test/helpers.js';
-import { defaultOutputName } from '../build/build.js';
 import { loadConfig } from '../spec/load.js';
+import { defaultOutputName } from '../spec/naming.js';
 
 /** Runs the CLI with an empty cache: --dry-run must need no image at all. */
 function run(args: string[], input?: string, cwd = REPO) {

@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { isScalar } from 'yaml';
 import { type Problem, SourceError, type SourcePos, UserError } from '../util/errors.js';
+import { isUrl } from './naming.js';
 import { CONTAINER_SECTIONS, configSchema } from './schema.js';
 import type { Config, ConfigPath, KernelSpec, LoadedConfig } from './types.js';
 import { isPlainObject, type Locator, loadYaml } from './yaml.js';
@@ -141,10 +142,6 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-export function isUrl(arg: string): boolean {
-  return /^https?:\/\//.test(arg);
 }
 
 export async function readConfigSource(arg: string, opts: ReadOptions = {}): Promise<ConfigSource> {

@@ -3,12 +3,13 @@
  * pkg/ (real Debian archives), boot it in qemu, and see `suite PASSED` before a clean power-off.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { build } from '../../src/build/build.js';
+import { sniffCompression } from '../../src/formats/compress.js';
 import { runQemu } from '../../src/run/qemu.js';
-import { REPO, TEST_CACHE, tempDir } from '../helpers.js';
+import { assertBootsToSuitePassed, cli, REPO, TEST_CACHE, tempDir } from '../helpers.js';
 
 const out = tempDir('lk-minimal-');
 
@@ -64,4 +65,60 @@ test('building twice gives the same bytes, also with a fresh empty cache', { tim
   for (const n of names) {
     assert.ok((await readFile(path.join(a, n))).equals(await readFile(path.join(b, n))), `${n} differs`);
   }
+});
+
+// The kernel unpacks every initrd compression `-compress` offers (zstd only where Node has it).
+for (const kind of ['lz4', 'none'] as const) {
+  test(`-compress ${kind}: the kernel unpacks the initrd and the system boots`, {
+    timeout: 900_000,
+  }, async () => {
+    const dir = path.join(out, `compress-${kind}`);
+    const yml = path.join(REPO, 'examples', 'minimal.yml');
+    await build({ file: yml, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE, compress: kind });
+    const initrd = await readFile(path.join(dir, 'minimal-initrd.img'));
+    assert.equal(sniffCompression(initrd), kind === 'lz4' ? 'lz4-legacy' : 'none');
+    await assertBootsToSuitePassed(path.join(dir, 'vm'), {
+      kernel: path.join(dir, 'minimal-kernel'),
+      initrd: path.join(dir, 'minimal-initrd.img'),
+      cmdline: 'console=ttyS0',
+    });
+  });
+}
+
+test('a rebuild with nothing changed is a no-op; a changed input or output is rebuilt', {
+  timeout: 900_000,
+}, async () => {
+  const dir = path.join(out, 'noop');
+  await mkdir(dir, { recursive: true });
+  // @pkg: paths are relative to the YAML: point them at this repository's packages.
+  const yml = path.join(dir, 'sys.yml');
+  const example = await readFile(path.join(REPO, 'examples', 'minimal.yml'), 'utf8');
+  await writeFile(yml, example.replaceAll('@pkg:../pkg/', `@pkg:${REPO}/pkg/`));
+  const args = ['build', '-dir', dir, '-cache', TEST_CACHE, yml];
+  const first = cli(args);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /wrote .*sys-initrd\.img/);
+  const initrd = path.join(dir, 'sys-initrd.img');
+  const before = await stat(initrd);
+
+  const again = cli(args);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /up to date .*sys-initrd\.img/);
+  assert.doesNotMatch(again.stderr, /wrote/);
+  assert.equal((await stat(initrd)).mtimeMs, before.mtimeMs, 'the initrd was not rewritten');
+
+  // Same length, same second: only the content differs. It must still rebuild.
+  const text = await readFile(yml, 'utf8');
+  await writeFile(yml, text.replace('console=ttyS0', 'console=ttyS1'));
+  const edited = cli(args);
+  assert.match(edited.stderr, /wrote .*sys-initrd\.img/);
+  assert.equal(await readFile(path.join(dir, 'sys-cmdline'), 'utf8'), 'console=ttyS1');
+
+  // An output changed behind the build's back is rebuilt.
+  await writeFile(path.join(dir, 'sys-cmdline'), 'tampered');
+  const repaired = cli(args);
+  assert.match(repaired.stderr, /wrote .*sys-cmdline/);
+  assert.equal(await readFile(path.join(dir, 'sys-cmdline'), 'utf8'), 'console=ttyS1');
+  // --pull always builds.
+  assert.match(cli([...args.slice(0, 1), '-pull', ...args.slice(1)]).stderr, /wrote/);
 });

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { tempDir } from '../../test/helpers.js';
+import { signature, stampKey, upToDate, writeStamp } from './stamp.js';
+
+describe('signature', () => {
+  const dir = tempDir('lk-stamp-');
+  const pkg = path.join(dir, 'pkg');
+  mkdirSync(path.join(pkg, 'sub'), { recursive: true });
+  writeFileSync(path.join(pkg, 'build.yml'), 'image: x\n');
+  writeFileSync(path.join(pkg, 'sub', 'f'), 'abc');
+
+  it('follows content, not timestamps', async () => {
+    const a = await signature(pkg);
+    utimesSync(path.join(pkg, 'sub', 'f'), 1, 1);
+    assert.equal(await signature(pkg), a, 'a touch changes nothing');
+    writeFileSync(path.join(pkg, 'sub', 'f'), 'abd');
+    assert.notEqual(await signature(pkg), a, 'same size, other bytes');
+  });
+
+  it('sees added files, symlink targets and absent paths', async () => {
+    const a = await signature(pkg);
+    writeFileSync(path.join(pkg, 'sub', 'new'), '');
+    const b = await signature(pkg);
+    assert.notEqual(b, a);
+    symlinkSync('f', path.join(pkg, 'link'));
+    const c = await signature(pkg);
+    assert.notEqual(c, b);
+    assert.equal(await signature(path.join(dir, 'nothing')), 'absent');
+  });
+});
+
+describe('upToDate', () => {
+  const dir = tempDir('lk-stamp-');
+  const yml = path.join(dir, 'a.yml');
+  const out = path.join(dir, 'a-initrd.img');
+  writeFileSync(yml, 'kernel: {}\n');
+  writeFileSync(out, 'initrd');
+  const opts = { file: yml, formats: ['kernel+initrd'], dir, cacheDir: path.join(dir, 'cache') };
+
+  it('holds until an input, an output, an option or the expiry changes', async () => {
+    const key = stampKey(opts)!;
+    assert.equal(await upToDate(key), undefined, 'no stamp yet');
+    await writeStamp(key, [yml], [out]);
+    assert.deepEqual(await upToDate(key), [out]);
+    assert.equal(await upToDate(stampKey({ ...opts, formats: ['iso-bios'] })), undefined);
+    assert.equal(await upToDate(stampKey({ ...opts, compress: 'lz4' })), undefined);
+    // Rewritten in place, same bytes (pinned to another mtime: the clock may not have ticked).
+    writeFileSync(out, 'initrd');
+    utimesSync(out, 5, 5);
+    assert.equal(await upToDate(key), undefined);
+    await writeStamp(key, [yml], [out]);
+    writeFileSync(yml, 'kernel: []\n');
+    assert.equal(await upToDate(key), undefined);
+    await writeStamp(key, [yml], [out], Date.now() - 1);
+    assert.equal(await upToDate(key), undefined, 'expired');
+  });
+
+  it('is never claimed for stdin or URLs', () => {
+    assert.equal(stampKey({ ...opts, file: ['-'] }), undefined);
+    assert.equal(stampKey({ ...opts, file: ['https://example.org/a.yml'] }), undefined);
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * No-op rebuilds. After a build, a stamp in the cache records what the outputs were made from:
+ * a key of the options, a signature of every input (YAML files, package directories, `files:`
+ * sources, local image archives, the cache's index.json, the Debian InRelease files) and one of
+ * every output. A later build whose key and signatures all still match has nothing to do.
+ *
+ * Signatures are content hashes for files up to 4 MiB (so an edit inside the file system's
+ * timestamp granularity is still seen) and size+mtime+inode+ctime above that; a directory's is
+ * the signatures of everything below it. Outputs are written by rename, so a rewrite changes the
+ * inode. This module imports only Node built-ins: the CLI checks a stamp before it loads the
+ * builder.
+ */
+import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultOutputName, isUrl } from '../spec/naming.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import type { BuildOptions } from './build.js';
+
+const FORMAT = 1;
+const HASHED_MAX = 4 << 20;
+
+/** What determines a build's outputs, apart from its input files. */
+export interface StampKey {
+  /** YAML files, absolute. */
+  files: string[];
+  formats: string[];
+  /** DIR/NAME of the outputs, absolute. */
+  prefix: string;
+  cacheDir: string;
+  size?: number;
+  compress?: string;
+  sbom?: boolean;
+  debianMirror?: string;
+}
+
+interface Stamp {
+  format: number;
+  key: string;
+  /** ms since the epoch after which the stamp is void (a cached Debian InRelease went stale). */
+  expires?: number;
+  inputs: [string, string][];
+  outputs: [string, string][];
+}
+
+/** The stamp's key for a build, or undefined when its YAML is not all files (stdin, URLs). */
+export function stampKey(opts: BuildOptions): StampKey | undefined {
+  const files = typeof opts.file === 'string' ? [opts.file] : opts.file;
+  if (files.some((f) => f === '-' || isUrl(f))) return undefined;
+  return {
+    files: files.map((f) => path.resolve(f)),
+    formats: opts.formats,
+    prefix: path.resolve(opts.dir ?? '.', opts.name ?? defaultOutputName(files)),
+    cacheDir: path.resolve(opts.cacheDir),
+    ...(opts.size !== undefined ? { size: opts.size } : {}),
+    ...(opts.compress !== undefined ? { compress: opts.compress } : {}),
+    ...(opts.sbom !== undefined ? { sbom: opts.sbom } : {}),
+    ...(opts.debianMirror !== undefined ? { debianMirror: opts.debianMirror } : {}),
+  };
+}
+
+const sha256 = (d: string | Uint8Array) => createHash('sha256').update(d).digest('hex');
+
+let toolId: Promise<string> | undefined;
+/** The builder's identity: its version and this compiled file's stat (rewritten by every compile). */
+function tool(): Promise<string> {
+  toolId ??= (async () => {
+    const here = fileURLToPath(import.meta.url);
+    const st = await stat(here, { bigint: true });
+    const pkg = await readFile(path.join(path.dirname(here), '..', '..', '..', 'package.json'), 'utf8').catch(
+      () => '',
+    );
+    return sha256(`${pkg}\0${st.size}\0${st.mtimeNs}\0${st.ino}`);
+  })();
+  return toolId;
+}
+
+async function keyOf(k: StampKey): Promise<string> {
+  return sha256(
+    JSON.stringify([
+      FORMAT,
+      await tool(),
+      k.files,
+      k.formats,
+      k.prefix,
+      k.cacheDir,
+      k.size ?? null,
+      k.compress ?? 'gzip',
+      k.sbom ?? true,
+      k.debianMirror ?? process.env.LINUXKIT_DEBIAN_MIRROR ?? null,
+      process.env.SOURCE_DATE_EPOCH ?? null,
+    ]),
+  );
+}
+
+function stampFile(k: StampKey): string {
+  return path.join(k.cacheDir, 'builds', `${sha256(k.prefix).slice(0, 32)}.json`);
+}
+
+/** A path's signature (see the header); `follow` reads through a symlink at the top. */
+export async function signature(p: string, follow = true): Promise<string> {
+  let st: Awaited<ReturnType<typeof lstat>>;
+  try {
+    st = follow ? await stat(p, { bigint: true }) : await lstat(p, { bigint: true });
+  } catch {
+    return 'absent';
+  }
+  if (st.isSymbolicLink()) return `l:${await readlink(p)}`;
+  if (st.isDirectory()) {
+    const names = (await readdir(p)).sort();
+    const parts = await Promise.all(
+      names.map(async (n) => `${n}\0${await signature(path.join(p, n), false)}`),
+    );
+    return `d:${st.mode}:${sha256(parts.join('\n'))}`;
+  }
+  if (st.isFile() && st.size <= HASHED_MAX) return `f:${st.mode}:${sha256(await readFile(p))}`;
+  return `s:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
+}
+
+/** An output's signature: it is only ever replaced by rename, so stat says enough. */
+async function outputSignature(p: string): Promise<string> {
+  try {
+    const st = await stat(p, { bigint: true });
+    return `${st.size}:${st.mtimeNs}:${st.ino}`;
+  } catch {
+    return 'absent';
+  }
+}
+
+/**
+ * The outputs of the last build with this key, if nothing it was made from has changed since,
+ * the outputs are as it left them and the stamp has not expired; else undefined.
+ */
+export async function upToDate(k: StampKey | undefined): Promise<string[] | undefined> {
+  if (!k) return undefined;
+  let s: Stamp;
+  try {
+    s = JSON.parse(await readFile(stampFile(k), 'utf8')) as Stamp;
+  } catch {
+    return undefined;
+  }
+  if (s.format !== FORMAT || s.key !== (await keyOf(k))) return undefined;
+  if (s.expires !== undefined && Date.now() >= s.expires) return undefined;
+  const same = await Promise.all([
+    ...s.inputs.map(async ([p, sig]) => (await signature(p)) === sig),
+    ...s.outputs.map(async ([p, sig]) => (await outputSignature(p)) === sig),
+  ]);
+  return same.every(Boolean) ? s.outputs.map(([p]) => p) : undefined;
+}
+
+/** Record a finished build (after its outputs are written). */
+export async function writeStamp(
+  k: StampKey,
+  inputs: Iterable<string>,
+  outputs: string[],
+  expires?: number,
+): Promise<void> {
+  const ins = [...new Set(inputs)].sort();
+  const s: Stamp = {
+    format: FORMAT,
+    key: await keyOf(k),
+    ...(expires !== undefined ? { expires } : {}),
+    inputs: await Promise.all(ins.map(async (p) => [p, await signature(p)] as [string, string])),
+    outputs: await Promise.all(outputs.map(async (p) => [p, await outputSignature(p)] as [string, string])),
+  };
+  const file = stampFile(k);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, Buffer.from(JSON.stringify(s)));
+}
