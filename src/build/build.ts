@@ -112,6 +112,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   });
   if (problems.length) throw new SourceError(problems);
 
+  // Unpack every image's layers at once (on the thread pool) while assembly takes them in order.
+  for (const img of images.values()) resolver.tree(img).catch(() => {});
   const epoch = sourceDateEpoch() ?? 0;
   const system = await assemble(loaded, images, resolver, epoch);
   if (sourceDateEpoch() !== undefined) system.root.clampMtimes(epoch);
