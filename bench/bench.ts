@@ -4,16 +4,21 @@
  * (CI runs that so the benchmark never rots). Writes bench/results.json and prints a table.
  *
  * For each example: cold build (empty image cache, Debian .debs already downloaded), warm build
- * (cache populated, outputs removed), no-op rebuild (nothing changed), build after one `files:`
- * entry changed, peak RSS of a warm build, initrd size, boot to its marker under the
- * accelerator in use, and the floor: `gzip -6` over the same uncompressed cpio.
+ * (cache populated, outputs removed), the same with `-compress lz4`, no-op rebuild (nothing
+ * changed), build after one `files:` entry changed, peak RSS of a warm build, initrd size, boot
+ * under the accelerator in use (minimal: to `suite PASSED` and to power-off; sshd: until an ssh
+ * login with a key given in the YAML succeeds), and the floors over the same uncompressed cpio:
+ * `gzip -6` and `lz4 -l -1` (the host tools), and our own in-process gzip, timed alone.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
+import { gzipParallel } from '../src/formats/compress.js';
 import { probeAccel, runQemu } from '../src/run/qemu.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -69,13 +74,18 @@ function emptyImageCache(): void {
     rmSync(path.join(CACHE, e), { recursive: true, force: true });
 }
 
-/** The example with its relative @pkg: paths made absolute, plus one `files:` entry we can vary. */
+/**
+ * The example with its relative @pkg: paths made absolute, plus one `files:` entry we can vary,
+ * and our own public key as root's authorized key where the example has one.
+ */
 function variant(example: string, marker: string): string {
   const dir = path.dirname(example);
-  const text = readFileSync(example, 'utf8').replace(
-    /@pkg:([^"'\s]+)/g,
-    (_, p: string) => `@pkg:${path.resolve(dir, p)}`,
-  );
+  const text = readFileSync(example, 'utf8')
+    .replace(/@pkg:([^"'\s]+)/g, (_, p: string) => `@pkg:${path.resolve(dir, p)}`)
+    .replace(
+      /(path: root\/\.ssh\/authorized_keys\n\s+contents: )"[^"]*"/,
+      (_, head: string) => `${head}"${pubKey()}"`,
+    );
   const file = path.join(WORK, `${path.basename(example, '.yml')}-bench.yml`);
   const files = `  - path: etc/bench-marker\n    contents: "${marker}"\n`;
   writeFileSync(
@@ -87,21 +97,68 @@ function variant(example: string, marker: string): string {
   return file;
 }
 
+const KEY = path.join(WORK, 'id_ed25519');
+/** A key pair for the ssh-ready measurement, made once. */
+function pubKey(): string {
+  if (!existsSync(KEY)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', KEY]);
+  return readFileSync(`${KEY}.pub`, 'utf8').trim();
+}
+
+const execFileAsync = promisify(execFile);
+/** One ssh login that runs `true` (asynchronous: the VM's console must keep draining). */
+async function sshOk(port: number): Promise<boolean> {
+  const opts = [
+    'StrictHostKeyChecking=no',
+    'UserKnownHostsFile=/dev/null',
+    'BatchMode=yes',
+    'ConnectTimeout=2',
+  ];
+  try {
+    await execFileAsync(
+      'ssh',
+      ['-i', KEY, '-p', String(port), ...opts.flatMap((o) => ['-o', o]), 'root@127.0.0.1', 'true'],
+      {
+        timeout: 5000,
+      },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
 interface Row {
   example: string;
   cold: Stat;
   warm: Stat;
+  warmLz4: Stat;
   noop: Stat;
   oneFile: Stat;
   peakRssMb?: number;
   initrdBytes: number;
   cpioBytes: number;
   gzipFloor: Stat;
+  lz4Floor?: Stat;
+  /** Our in-process parallel gzip over the same cpio. */
+  ourGzip: Stat;
   boot?: Stat;
   bootMarker: string;
+  /** minimal: qemu start to qemu's exit after the guest powered off. */
+  poweroff?: Stat;
 }
 
-async function benchExample(example: string, bootMarker: RegExp): Promise<Row> {
+async function benchExample(example: string, bootMarker: RegExp | 'ssh'): Promise<Row> {
   const name = path.basename(example, '.yml');
   const out = path.join(WORK, 'out', name);
   const yml = variant(example, '0');
@@ -119,6 +176,12 @@ async function benchExample(example: string, bootMarker: RegExp): Promise<Row> {
     rmSync(out, { recursive: true, force: true });
     warm.push(timed(() => build()));
   }
+  const warmLz4: number[] = [];
+  const lz4Out = path.join(WORK, 'out', `${name}-lz4`);
+  for (let i = 0; i < RUNS; i++) {
+    rmSync(lz4Out, { recursive: true, force: true });
+    warmLz4.push(timed(() => cli(['build', '-compress', 'lz4', '-dir', lz4Out, '-name', name, yml])));
+  }
   const noop: number[] = [];
   for (let i = 0; i < RUNS; i++) noop.push(timed(() => build()));
   const oneFile: number[] = [];
@@ -133,39 +196,82 @@ async function benchExample(example: string, bootMarker: RegExp): Promise<Row> {
   const cpio = path.join(WORK, `${name}.cpio`);
   writeFileSync(cpio, gunzipSync(readFileSync(initrd)));
   const gzipFloor: number[] = [];
-  for (let i = 0; i < RUNS; i++)
+  const lz4Floor: number[] = [];
+  const ourGzip: number[] = [];
+  const cpioBytes = readFileSync(cpio);
+  for (let i = 0; i < RUNS; i++) {
     gzipFloor.push(timed(() => execFileSync('sh', ['-c', `gzip -6 -c '${cpio}' > /dev/null`])));
+    if (existsSync('/usr/bin/lz4'))
+      lz4Floor.push(timed(() => execFileSync('sh', ['-c', `lz4 -l -1 -c '${cpio}' > /dev/null`])));
+    const t0 = process.hrtime.bigint();
+    await gzipParallel(cpioBytes, 6);
+    ourGzip.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
 
   let boot: Stat | undefined;
+  let poweroff: Stat | undefined;
   if (existsSync('/usr/bin/qemu-system-x86_64')) {
     const times: number[] = [];
+    const offs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
+      const port = await freePort();
+      const stop = new AbortController();
       const t0 = Date.now();
       let at: number | undefined;
-      await runQemu({
+      const vm = runQemu({
         kernel: path.join(out, `${name}-kernel`),
         initrd,
         cmdline: readFileSync(path.join(out, `${name}-cmdline`), 'utf8'),
-        console: { onLine: (l) => (at ??= bootMarker.test(l) ? Date.now() : undefined) },
+        console: {
+          onLine: (l) => {
+            if (bootMarker !== 'ssh') at ??= bootMarker.test(l) ? Date.now() : undefined;
+          },
+        },
+        ...(bootMarker === 'ssh'
+          ? {
+              networking: { mode: 'user' as const },
+              publish: [{ host: port, guest: 22, protocol: 'tcp' as const }],
+            }
+          : {}),
+        stop: stop.signal,
         timeoutMs: 300_000,
       });
-      if (at === undefined) throw new Error(`${name}: boot never printed ${bootMarker}`);
+      let exited = false;
+      const done = vm.then(() => {
+        exited = true;
+      });
+      if (bootMarker === 'ssh') {
+        while (!exited && at === undefined) {
+          if (await sshOk(port)) at = Date.now();
+          else await new Promise((r) => setTimeout(r, 200));
+        }
+        stop.abort();
+      }
+      const r = await vm;
+      await done;
+      if (at === undefined) throw new Error(`${name}: boot never reached ${bootMarker}`);
       times.push((at - t0) / 1000);
+      if (bootMarker !== 'ssh' && r.poweredOff) offs.push((Date.now() - t0) / 1000);
     }
     boot = stat(times);
+    if (offs.length) poweroff = stat(offs);
   }
   return {
     example: path.relative(REPO, example),
     cold: stat(cold),
     warm: stat(warm),
+    warmLz4: stat(warmLz4),
     noop: stat(noop),
     oneFile: stat(oneFile),
     peakRssMb: peak,
     initrdBytes: statSync(initrd).size,
     cpioBytes: statSync(cpio).size,
     gzipFloor: stat(gzipFloor),
+    ...(lz4Floor.length ? { lz4Floor: stat(lz4Floor) } : {}),
+    ourGzip: stat(ourGzip),
     boot,
-    bootMarker: bootMarker.source,
+    bootMarker: bootMarker === 'ssh' ? 'ssh login' : bootMarker.source,
+    ...(poweroff ? { poweroff } : {}),
   };
 }
 
@@ -178,9 +284,9 @@ function fmt(s: Stat | undefined): string {
 
 async function main(): Promise<void> {
   mkdirSync(WORK, { recursive: true });
-  const examples: [string, RegExp][] = [[path.join(REPO, 'examples', 'minimal.yml'), /suite PASSED/]];
+  const examples: [string, RegExp | 'ssh'][] = [[path.join(REPO, 'examples', 'minimal.yml'), /suite PASSED/]];
   const sshd = path.join(REPO, 'examples', 'sshd.yml');
-  if (existsSync(sshd)) examples.push([sshd, /boot complete/]);
+  if (existsSync(sshd)) examples.push([sshd, 'ssh']);
   const rows: Row[] = [];
   for (const [ex, marker] of examples) rows.push(await benchExample(ex, marker));
   const accel = await probeAccel();
@@ -190,24 +296,34 @@ async function main(): Promise<void> {
     'example',
     'cold s',
     'warm s',
+    'warm/floor',
+    'warm lz4 s',
     'no-op s',
     '1 file s',
     'gzip -6 floor s',
+    'our gzip s',
+    'lz4 -l floor s',
     'peak RSS MB',
     'initrd MB',
     `boot s (${accel})`,
+    'power-off s',
   ];
   const lines = rows.map((r) =>
     [
       r.example,
       fmt(r.cold),
       fmt(r.warm),
+      (r.warm.median / r.gzipFloor.median).toFixed(2),
+      fmt(r.warmLz4),
       fmt(r.noop),
       fmt(r.oneFile),
       fmt(r.gzipFloor),
+      fmt(r.ourGzip),
+      fmt(r.lz4Floor),
       r.peakRssMb?.toFixed(0) ?? '-',
       (r.initrdBytes / 1e6).toFixed(2),
-      fmt(r.boot),
+      `${fmt(r.boot)} (${r.bootMarker})`,
+      fmt(r.poweroff),
     ].join(' | '),
   );
   process.stdout.write(
