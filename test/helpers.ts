@@ -3,7 +3,7 @@
  * booting a YAML under qemu, reproducibility checks, free ports, ssh and polling.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   copyFileSync,
@@ -207,31 +207,55 @@ export function userNet(port?: number, guestPort?: number): string[] {
   return ['-netdev', `user,id=n0${fwd}`, '-device', 'virtio-net-pci,netdev=n0'];
 }
 
-/** Run one command over ssh as root with `key`, no host key checks, a short connect timeout. */
-export function sshCommand(port: number, key: string, cmd: string) {
-  const r = spawnSync(
-    'ssh',
-    [
-      '-i',
-      key,
-      '-p',
-      String(port),
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'ConnectTimeout=5',
-      '-o',
-      'LogLevel=ERROR',
-      'root@127.0.0.1',
-      cmd,
-    ],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+/**
+ * Run one command over ssh as root with `key`, no host key checks, a short connect timeout.
+ * Asynchronous on purpose: while a synchronous child runs, this process reads nothing from
+ * qemu's console pipe, qemu's serial port then stops taking output and the guest stalls in
+ * its console writes (ssh-ready went from ~13 s to ~45 s under a polling loop).
+ */
+export function sshCommand(
+  port: number,
+  key: string,
+  cmd: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const args = [
+    '-i',
+    key,
+    '-p',
+    String(port),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=5',
+    '-o',
+    'LogLevel=ERROR',
+    'root@127.0.0.1',
+    cmd,
+  ];
+  return new Promise((resolve) => {
+    const child = spawn('ssh', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: null, stdout, stderr: stderr + String(e) });
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** Poll `probe` every 500 ms until it gives a value, `alive()` turns false, or time runs out. */

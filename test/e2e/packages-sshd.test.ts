@@ -57,17 +57,17 @@ files:
   });
   const ssh = (cmd: string) => sshCommand(port, key, cmd);
   try {
-    const first = await waitFor(alive, 240_000, () => {
-      const r = ssh('echo ready');
+    const first = await waitFor(alive, 240_000, async () => {
+      const r = await ssh('echo ready');
       return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
     });
     assert.ok(first, `ssh never answered; console:\n${log()}`);
     console.log(`# ssh ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
-    const list = ssh('runc list');
+    const list = await ssh('runc list');
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^sshd\s+\d+\s+running\s/m, list.stdout);
     // Host keys were made at boot, in the container: never in the image.
-    const keys = ssh('ls /etc/ssh/');
+    const keys = await ssh('ls /etc/ssh/');
     assert.match(keys.stdout, /ssh_host_ed25519_key\.pub/);
   } finally {
     stop.abort();
