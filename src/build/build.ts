@@ -128,6 +128,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     boot,
     size: opts.size,
     ...(opts.compress ? { compress: opts.compress } : {}),
+    pieceCache: path.join(opts.cacheDir, 'derived', 'deflate'),
     extra,
   });
   const key = stampKey(opts);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { tempDir } from '../../test/helpers.js';
 import { runToolBytes, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
-import { compressInitrd, decompress, gzip, gzipParallel, sniffCompression } from './compress.js';
+import { compressInitrd, decompress, gzip, gzipParallel, pieceEnds, sniffCompression } from './compress.js';
 
 /** Run a host tool as a filter. */
 const filter = (cmd: string, args: string[], input: Uint8Array) => runToolBytes(cmd, args, { input });
@@ -123,9 +124,10 @@ describe('gzip', () => {
 
 describe('gzipParallel', () => {
   const MiB = 1 << 20;
-  // Sizes around the 1 MiB piece boundary, and several pieces whose matches reach back into the
-  // piece before (the dictionary): sampleData repeats phrases at every distance.
-  const sizes = [0, 1, MiB - 1, MiB, MiB + 1, 3 * MiB + 12345];
+  // One piece, several pieces whose matches reach back into the piece before (the dictionary:
+  // sampleData repeats phrases at every distance), and pieces cut at the maximum size (zeros
+  // never hit the cut pattern).
+  const sizes = [0, 1, MiB - 1, MiB + 1, 3 * MiB + 12345];
 
   it(
     'is one gzip member that the host gzip reads back exactly, at every piece boundary',
@@ -143,6 +145,47 @@ describe('gzipParallel', () => {
       }
     },
   );
+
+  it(
+    'cuts zeros at the maximum piece size, and the host gzip reads that back too',
+    skipUnless('gzip', 'gzip'),
+    async () => {
+      const zeros = new Uint8Array(5 * MiB);
+      assert.deepEqual(pieceEnds(zeros), [2 * MiB, 4 * MiB, 5 * MiB]);
+      assert.deepEqual(filter('gzip', ['-dc'], await gzipParallel(zeros)), Buffer.from(zeros));
+    },
+  );
+
+  it('cuts by content: an insertion moves only the cuts next to it', () => {
+    const input = sampleData(6 * MiB);
+    const edited = Buffer.concat([
+      input.subarray(0, 1000),
+      Buffer.from('a longer line'),
+      input.subarray(1000),
+    ]);
+    const a = pieceEnds(input);
+    const b = pieceEnds(edited);
+    assert.ok(a.length >= 4, `${a.length} pieces`);
+    assert.deepEqual(
+      b.slice(1).map((e) => e - 13),
+      a.slice(1),
+    );
+  });
+
+  it('gives the same bytes from its piece cache, and remakes a damaged piece', async () => {
+    const cache = tempDir('lk-pieces-');
+    const input = sampleData(3 * MiB);
+    const plain = await gzipParallel(input);
+    assert.deepEqual(await gzipParallel(input, 6, cache), plain);
+    assert.deepEqual(await gzipParallel(input, 6, cache), plain);
+    const files = readdirSync(cache, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    assert.ok(files.length >= 2, `${files.length} cached pieces`);
+    const victim = join(files[0]!.parentPath, files[0]!.name);
+    const bytes = readFileSync(victim);
+    bytes[bytes.length - 1]! ^= 0xff;
+    writeFileSync(victim, bytes);
+    assert.deepEqual(await gzipParallel(input, 6, cache), plain);
+  });
 
   it('is deterministic and no worse than 1% bigger than single-threaded gzip', async () => {
     const input = sampleData(5 * MiB);

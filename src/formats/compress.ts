@@ -11,8 +11,12 @@
  * gzip output: zlib writes MTIME 0, no name, OS 3, so it only depends on the input and level.
  */
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { lz4Legacy, lz4LegacyDecode } from './lz4.js';
 import { crc32 } from './partition.js';
@@ -116,38 +120,111 @@ export function gzip(data: Uint8Array, level = 6): Buffer {
   return zlib.gzipSync(data, { level });
 }
 
-/** Input bytes per independently compressed piece of `gzipParallel`: fixed, so output bytes never depend on the machine. */
-const GZIP_BLOCK = 1 << 20;
+/** Piece sizes of `gzipParallel` (input bytes): at least MIN, at most MAX, ~MIN + MASK + 1 on average. */
+const PIECE_MIN = 256 * 1024;
+const PIECE_MAX = 2 << 20;
+const PIECE_MASK = (1 << 19) - 1;
 /** Deflate's window: each piece is primed with this much of the input before it. */
 const DEFLATE_WINDOW = 32 * 1024;
 
+/** A fixed pseudo-random table for the gear hash (xorshift32 from a constant seed). */
+const GEAR = (() => {
+  const t = new Int32Array(256);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < 256; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    t[i] = x;
+  }
+  return t;
+})();
+
 /**
- * gzip on every core, as pigz does: the input is cut into fixed 1 MiB pieces, each deflated on
- * libuv's thread pool with the 32 KiB before it as its dictionary and ended by a sync flush
+ * Where pieces end: where a rolling (gear) hash of the last 32 bytes hits a pattern, between the
+ * minimum and maximum size. The cuts follow the content, not offsets, so an edit that changes a
+ * file's length moves the cuts near it only, and the pieces after it are cached pieces again.
+ */
+export function pieceEnds(d: Uint8Array): number[] {
+  const ends: number[] = [];
+  let start = 0;
+  do {
+    let end = Math.min(start + PIECE_MAX, d.length);
+    let h = 0;
+    for (let i = start + PIECE_MIN; i < end; i++) {
+      h = ((h << 1) + GEAR[d[i]!]!) | 0;
+      if ((h & PIECE_MASK) === 0) {
+        end = i + 1;
+        break;
+      }
+    }
+    ends.push(end);
+    start = end;
+  } while (start < d.length);
+  return ends;
+}
+
+/**
+ * gzip on every core, as pigz does: the input is cut into pieces (see pieceEnds), each deflated
+ * on libuv's thread pool with the 32 KiB before it as its dictionary and ended by a sync flush
  * (byte-aligned, not final); the last piece finishes the stream. The raw pieces concatenate to
  * one valid deflate stream in one gzip member, which any gzip reader (the kernel's too) unpacks.
  * The result is deterministic but not byte-identical to `gzip` (the flush points differ).
+ *
+ * With `cacheDir`, each piece's deflate output is kept under the sha256 of what determines it
+ * (zlib's version, level, dictionary, bytes, whether it is last): a rebuild compresses only the
+ * pieces whose bytes changed. The output is the same bytes with or without the cache.
  */
-export async function gzipParallel(data: Uint8Array, level = 6): Promise<Buffer> {
-  const pieces: Promise<Buffer>[] = [];
-  for (let at = 0; at < data.length || at === 0; at += GZIP_BLOCK) {
-    const end = Math.min(at + GZIP_BLOCK, data.length);
+export async function gzipParallel(data: Uint8Array, level = 6, cacheDir?: string): Promise<Buffer> {
+  const pieces: Promise<Uint8Array>[] = [];
+  let at = 0;
+  for (const end of pieceEnds(data)) {
     const last = end === data.length;
-    pieces.push(
-      deflateRawAsync(data.subarray(at, end), {
+    const dictionary = data.subarray(Math.max(0, at - DEFLATE_WINDOW), at);
+    const piece = data.subarray(at, end);
+    const deflate = () =>
+      deflateRawAsync(piece, {
         level,
         chunkSize: BIG_CHUNK,
-        ...(at > 0 ? { dictionary: data.subarray(Math.max(0, at - DEFLATE_WINDOW), at) } : {}),
+        ...(dictionary.length ? { dictionary } : {}),
         finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
-      }),
-    );
-    if (last) break;
+      });
+    pieces.push(cacheDir ? cachedPiece(cacheDir, [level, last, dictionary, piece], deflate) : deflate());
+    at = end;
   }
   const header = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level >= 9 ? 2 : level <= 1 ? 4 : 0, 3]);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc32(data), 0);
   trailer.writeUInt32LE(data.length >>> 0, 4); // ISIZE is the length mod 2^32
   return Buffer.concat([header, ...(await Promise.all(pieces)), trailer]);
+}
+
+/**
+ * A deflated piece from the cache, else made and stored. A stored piece carries the sha256 of its
+ * own bytes, checked on every read: a damaged file is made again, never used.
+ */
+async function cachedPiece(
+  cacheDir: string,
+  [level, last, dictionary, piece]: [number, boolean, Uint8Array, Uint8Array],
+  make: () => Promise<Uint8Array>,
+): Promise<Uint8Array> {
+  const key = createHash('sha256')
+    .update(`deflate zlib ${process.versions.zlib} level ${level} last ${last} dict ${dictionary.length}\n`)
+    .update(dictionary)
+    .update(piece)
+    .digest('hex');
+  const file = path.join(cacheDir, key.slice(0, 2), key);
+  try {
+    const stored = await readFile(file);
+    const body = stored.subarray(32);
+    if (createHash('sha256').update(body).digest().equals(stored.subarray(0, 32))) return body;
+  } catch {
+    // not cached yet
+  }
+  const out = await make();
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomic(file, [createHash('sha256').update(out).digest(), out]);
+  return out;
 }
 
 /** What `-compress` offers for the initrd: all are formats the kernel unpacks (CONFIG_RD_*). */
@@ -158,10 +235,15 @@ type ZstdCompress = (d: Uint8Array, o?: object) => Buffer;
 const nodeZstdCompress = (zlib as unknown as { zstdCompressSync?: ZstdCompress }).zstdCompressSync;
 
 /** The initrd's cpio, compressed as `-compress` asks. */
-export async function compressInitrd(cpio: Uint8Array, kind: InitrdCompression): Promise<Uint8Array> {
+export async function compressInitrd(
+  cpio: Uint8Array,
+  kind: InitrdCompression,
+  /** Where gzip keeps compressed pieces for the next build (see gzipParallel). */
+  cacheDir?: string,
+): Promise<Uint8Array> {
   switch (kind) {
     case 'gzip':
-      return gzipParallel(cpio, 6);
+      return gzipParallel(cpio, 6, cacheDir);
     case 'zstd':
       if (!nodeZstdCompress)
         throw new UserError(

@@ -304,6 +304,8 @@ export interface WriteOptions {
   size?: number;
   /** How the initrd's cpio is compressed (`-compress`; default gzip). */
   compress?: InitrdCompression;
+  /** Where compressed pieces of the initrd are kept for the next build (none: no reuse). */
+  pieceCache?: string;
   boot?: Map<string, FsTree>;
   /** Files written with the outputs, at PREFIX + suffix (e.g. the merged SBOM). */
   extra?: { suffix: string; data: Uint8Array }[];
@@ -319,7 +321,7 @@ export async function writeOutputs(
   checkFormats(formats);
   // Compressed up front, asynchronously, so it can use every core; the writers stay synchronous.
   const initrd = formats.some((f) => !NO_INITRD.has(f))
-    ? await compressInitrd(writeCpio(system.root.entries()), opts.compress ?? 'gzip')
+    ? await compressInitrd(writeCpio(system.root.entries()), opts.compress ?? 'gzip', opts.pieceCache)
     : undefined;
   const ctx: OutputContext = {
     system,

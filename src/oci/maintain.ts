@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { readdir, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
 import { isDigest } from './digest.js';
@@ -162,7 +162,11 @@ export async function verifyStore(store: ImageStore, opts: { repair?: boolean } 
   return report;
 }
 
-/** Remove blobs that no reference reaches, and dead writers' temp files; returns what went. */
+/**
+ * Remove blobs that no reference reaches, dead writers' temp files and the data builds derive
+ * (compressed initrd pieces, no-op stamps: the next build makes what it needs again); returns
+ * what went.
+ */
 export async function cleanStore(store: ImageStore): Promise<{ removed: number; bytes: number }> {
   const keep = new Set<string>();
   const index = await store.readIndex();
@@ -186,5 +190,15 @@ export async function cleanStore(store: ImageStore): Promise<{ removed: number; 
     for (const f of await deadTemps(dir)) await unlink(f).catch(() => {});
   }
   for (const f of await deadTemps(store.dir)) await unlink(f).catch(() => {});
+  for (const derived of ['derived', 'builds']) {
+    const dir = path.join(store.dir, derived);
+    for (const name of await readdir(dir, { recursive: true }).catch(() => [] as string[])) {
+      const st = await stat(path.join(dir, name)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      bytes += st.size;
+      removed++;
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
   return { removed, bytes };
 }
