@@ -67,10 +67,10 @@ function peakRssMb(args: string[]): number | undefined {
   return Number.isFinite(kb) ? kb / 1024 : undefined;
 }
 
-/** Empty the image cache but keep the downloaded Debian archives. */
+/** Empty the image cache and everything derived, but keep the downloaded Debian archives. */
 function emptyImageCache(): void {
   if (!existsSync(CACHE)) return;
-  for (const e of ['blobs', 'index.json', 'oci-layout'])
+  for (const e of ['blobs', 'index.json', 'oci-layout', 'derived', 'builds', 'debian/resolved'])
     rmSync(path.join(CACHE, e), { recursive: true, force: true });
 }
 
