@@ -12,6 +12,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   symlinkSync,
 } from 'node:fs';
@@ -256,6 +257,27 @@ export function sshCommand(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A new ed25519 key pair in `dir` (no passphrase): the private key's path and the public key line. */
+export async function sshKeyPair(dir: string, comment: string): Promise<{ key: string; pub: string }> {
+  const key = path.join(dir, 'id_ed25519');
+  const kg = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', key]);
+  assert.equal(kg.status, 0, String(kg.stderr));
+  return { key, pub: readFileSync(`${key}.pub`, 'utf8').trim() };
+}
+
+/**
+ * Wait until an ssh login on `port` runs a command (asserting it does in time), and print how
+ * long that took from `t0` (qemu's start).
+ */
+export async function waitForSsh(vm: BootingVm, port: number, key: string, t0: number, timeoutMs: number) {
+  const first = await waitFor(vm.alive, timeoutMs, async () => {
+    const r = await sshCommand(port, key, 'echo ready');
+    return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
+  });
+  assert.ok(first, `ssh never answered; console:\n${vm.log()}`);
+  console.log(`# ssh ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
 }
 
 /** Poll `probe` every 500 ms until it gives a value, `alive()` turns false, or time runs out. */

@@ -9,10 +9,7 @@
  *    the system's own, bound over the image's nginx.conf, on another port with its own root.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import path from 'node:path';
 import { test } from 'node:test';
 import {
   bootBuilt,
@@ -20,9 +17,11 @@ import {
   freePort,
   pkgRef as pkg,
   sshCommand,
+  sshKeyPair,
   systemYaml,
   tempDir,
   waitFor,
+  waitForSsh,
 } from '../helpers.js';
 import { skipUnless } from '../tools.js';
 
@@ -68,10 +67,7 @@ test('sshd + nginx + dhcpcd + rngd + sysctl + ca-certificates in one system, wit
   timeout: 900_000,
   ...skipUnless('ssh', 'openssh-client'),
 }, async () => {
-  const key = path.join(dir, 'id_ed25519');
-  const kg = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lk-combo', '-f', key]);
-  assert.equal(kg.status, 0, String(kg.stderr));
-  const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
+  const { key, pub } = await sshKeyPair(dir, 'lk-combo');
   await buildYaml(
     dir,
     'combo',
@@ -109,7 +105,7 @@ files:
   while (httpPort === sshPort) httpPort = await freePort();
   const t0 = Date.now();
   const stop = new AbortController();
-  const { vm, log, alive } = bootBuilt(dir, 'combo', {
+  const booting = bootBuilt(dir, 'combo', {
     stop: stop.signal,
     timeoutMs: 400_000,
     networking: { mode: 'user' },
@@ -119,13 +115,9 @@ files:
     ],
   });
   const ssh = (cmd: string) => sshCommand(sshPort, key, cmd);
+  const { vm, log, alive } = booting;
   try {
-    const first = await waitFor(alive, 300_000, async () => {
-      const r = await ssh('echo ready');
-      return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
-    });
-    assert.ok(first, `ssh never answered; console:\n${log()}`);
-    console.log(`# ssh ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
+    await waitForSsh(booting, sshPort, key, t0, 300_000);
     // Services start concurrently: nginx may come up a little after sshd.
     const res = await waitFor(alive, 60_000, () => get(httpPort));
     assert.ok(res, `no HTTP answer; console:\n${log()}`);

@@ -4,9 +4,6 @@
  * and `runc list` shows sshd running. Then `kill -USR2 1` powers the system off.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { test } from 'node:test';
 import {
   bootBuilt,
@@ -14,10 +11,11 @@ import {
   freePort,
   pkgRef as pkg,
   sshCommand,
+  sshKeyPair,
   systemYaml,
   tempDir,
   userNet,
-  waitFor,
+  waitForSsh,
 } from '../helpers.js';
 import { skipUnless } from '../tools.js';
 
@@ -27,10 +25,7 @@ test('sshd: ssh in with the key from files:, runc list shows sshd', {
   timeout: 900_000,
   ...skipUnless('ssh', 'openssh-client'),
 }, async () => {
-  const key = path.join(dir, 'id_ed25519');
-  const kg = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lk-test', '-f', key]);
-  assert.equal(kg.status, 0, String(kg.stderr));
-  const pub = (await readFile(`${key}.pub`, 'utf8')).trim();
+  const { key, pub } = await sshKeyPair(dir, 'lk-test');
   await buildYaml(
     dir,
     'sshd',
@@ -50,19 +45,15 @@ files:
   const port = await freePort();
   const t0 = Date.now();
   const stop = new AbortController();
-  const { vm, log, alive } = bootBuilt(dir, 'sshd', {
+  const booting = bootBuilt(dir, 'sshd', {
     stop: stop.signal,
     timeoutMs: 300_000,
     extraArgs: userNet(port, 22),
   });
   const ssh = (cmd: string) => sshCommand(port, key, cmd);
+  const { vm } = booting;
   try {
-    const first = await waitFor(alive, 240_000, async () => {
-      const r = await ssh('echo ready');
-      return r.code === 0 && r.stdout.includes('ready') ? r : undefined;
-    });
-    assert.ok(first, `ssh never answered; console:\n${log()}`);
-    console.log(`# ssh ready ${((Date.now() - t0) / 1000).toFixed(1)} s after qemu start`);
+    await waitForSsh(booting, port, key, t0, 240_000);
     const list = await ssh('runc list');
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /^sshd\s+\d+\s+running\s/m, list.stdout);
