@@ -12,7 +12,7 @@
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,21 +105,39 @@ function pubKey(): string {
 }
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * Has sshd sent its banner on `port`? qemu's port forward accepts a connection before anything
+ * listens in the guest, so an ssh client would hang on it until its timeout: ask cheaply first.
+ */
+function sshBanner(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(port, '127.0.0.1');
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.once('data', (d) => done(d.subarray(0, 4).toString() === 'SSH-'));
+    sock.once('error', () => done(false));
+    sock.once('close', () => done(false));
+  });
+}
+
 /** One ssh login that runs `true` (asynchronous: the VM's console must keep draining). */
 async function sshOk(port: number): Promise<boolean> {
+  if (!(await sshBanner(port))) return false;
   const opts = [
     'StrictHostKeyChecking=no',
     'UserKnownHostsFile=/dev/null',
     'BatchMode=yes',
-    'ConnectTimeout=2',
+    'ConnectTimeout=5',
   ];
   try {
     await execFileAsync(
       'ssh',
       ['-i', KEY, '-p', String(port), ...opts.flatMap((o) => ['-o', o]), 'root@127.0.0.1', 'true'],
-      {
-        timeout: 5000,
-      },
+      { timeout: 10_000 },
     );
     return true;
   } catch {
@@ -243,7 +261,7 @@ async function benchExample(example: string, bootMarker: RegExp | 'ssh'): Promis
       if (bootMarker === 'ssh') {
         while (!exited && at === undefined) {
           if (await sshOk(port)) at = Date.now();
-          else await new Promise((r) => setTimeout(r, 200));
+          else await new Promise((r) => setTimeout(r, 100));
         }
         stop.abort();
       }
