@@ -8,6 +8,7 @@ import { inReleaseExpiry } from '../debian/archive.js';
 import type { InitrdCompression } from '../formats/compress.js';
 import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
 import { ImageStore } from '../oci/layout.js';
+import { parseRef } from '../oci/reference.js';
 import { SBOM_LABEL } from '../pkg/build.js';
 import { encodeSbom, mergeSboms, type SpdxDocument } from '../pkg/sbom.js';
 import { loadConfigFiles } from '../spec/load.js';
@@ -133,12 +134,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   });
   const key = stampKey(opts);
   if (key) {
-    const inputs = [
-      ...key.files,
-      ...resolver.packageDirs,
-      ...resolver.importPaths,
-      path.join(opts.cacheDir, 'index.json'),
-    ];
+    const inputs = [...key.files, ...resolver.packageDirs, ...resolver.importPaths];
     for (const f of loaded.config.files)
       if (f.source !== undefined) inputs.push(fileSourcePath(loaded, f.source));
     let expires: number | undefined;
@@ -148,7 +144,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       inputs.push(path.join(debian, 'inrelease'));
       expires = await inReleaseExpiry(debian);
     }
-    await writeStamp(key, inputs, outputs, expires);
+    // Tags from the cache (a pull or build may move them); @pkg: tags follow from their inputs.
+    const refs: [string, string][] = [];
+    for (const img of images.values()) {
+      if (/^(@pkg|oci-archive|oci):/.test(img.spec) || parseRef(img.spec).digest !== undefined) continue;
+      const desc = await store.resolve(img.ref);
+      if (desc) refs.push([img.ref, desc.digest]);
+    }
+    await writeStamp(key, inputs, outputs, expires, refs);
   }
   return { outputs };
 }

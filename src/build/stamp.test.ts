@@ -58,6 +58,25 @@ describe('upToDate', () => {
     assert.equal(await upToDate(key), undefined, 'expired');
   });
 
+  it('follows the tags it used in the cache index, not the rest of the index', async () => {
+    const key = stampKey(opts)!;
+    const entry = (name: string, digest: string) => ({
+      digest,
+      annotations: { 'org.opencontainers.image.ref.name': name },
+    });
+    const index = (...manifests: object[]) =>
+      writeFileSync(path.join(opts.cacheDir, 'index.json'), JSON.stringify({ manifests }));
+    mkdirSync(opts.cacheDir, { recursive: true });
+    writeFileSync(yml, 'kernel: {}\n');
+    index(entry('docker.io/library/a:1', 'sha256:aa'));
+    await writeStamp(key, [yml], [out], undefined, [['docker.io/library/a:1', 'sha256:aa']]);
+    assert.deepEqual(await upToDate(key), [out]);
+    index(entry('docker.io/library/a:1', 'sha256:aa'), entry('docker.io/library/other:2', 'sha256:bb'));
+    assert.deepEqual(await upToDate(key), [out], 'another tag came: nothing to do');
+    index(entry('docker.io/library/a:1', 'sha256:aa'), entry('docker.io/library/a:1', 'sha256:cc'));
+    assert.equal(await upToDate(key), undefined, 'the tag moved');
+  });
+
   it('is never claimed for stdin or URLs', () => {
     assert.equal(stampKey({ ...opts, file: ['-'] }), undefined);
     assert.equal(stampKey({ ...opts, file: ['https://example.org/a.yml'] }), undefined);

@@ -1,8 +1,8 @@
 /**
  * No-op rebuilds. After a build, a stamp in the cache records what the outputs were made from:
  * a key of the options, a signature of every input (YAML files, package directories, `files:`
- * sources, local image archives, the cache's index.json, the Debian InRelease files) and one of
- * every output. A later build whose key and signatures all still match has nothing to do.
+ * sources, local image archives, the Debian InRelease files), the digest each image tag pointed
+ * at in the cache, and a signature of every output. A later build whose key and signatures all still match has nothing to do.
  *
  * Signatures are content hashes for files up to 4 MiB (so an edit inside the file system's
  * timestamp granularity is still seen) and size+mtime+inode+ctime above that; a directory's is
@@ -43,6 +43,8 @@ interface Stamp {
   expires?: number;
   inputs: [string, string][];
   outputs: [string, string][];
+  /** Image tags the build took from the cache, with the digest each pointed at. */
+  refs?: [string, string][];
 }
 
 /** The stamp's key for a build, or undefined when its YAML is not all files (stdin, URLs). */
@@ -143,11 +145,32 @@ export async function upToDate(k: StampKey | undefined): Promise<string[] | unde
   }
   if (s.format !== FORMAT || s.key !== (await keyOf(k))) return undefined;
   if (s.expires !== undefined && Date.now() >= s.expires) return undefined;
+  if (s.refs?.length && !(await refsUnchanged(k.cacheDir, s.refs))) return undefined;
   const same = await Promise.all([
     ...s.inputs.map(async ([p, sig]) => (await signature(p)) === sig),
     ...s.outputs.map(async ([p, sig]) => (await outputSignature(p)) === sig),
   ]);
   return same.every(Boolean) ? s.outputs.map(([p]) => p) : undefined;
+}
+
+/**
+ * Do the cache's tags still point where they did? Read from index.json directly (a JSON file
+ * whose entries name their tag in an annotation), not through the image store, which would
+ * load more than this check is worth.
+ */
+async function refsUnchanged(cacheDir: string, refs: [string, string][]): Promise<boolean> {
+  let index: { manifests?: { digest?: string; annotations?: Record<string, string> }[] };
+  try {
+    index = JSON.parse(await readFile(path.join(cacheDir, 'index.json'), 'utf8'));
+  } catch {
+    return false;
+  }
+  const now = new Map<string, string | undefined>();
+  for (const d of index.manifests ?? []) {
+    const name = d.annotations?.['org.opencontainers.image.ref.name'];
+    if (name !== undefined) now.set(name, d.digest); // the last entry for a name wins, as in the store
+  }
+  return refs.every(([ref, digest]) => now.get(ref) === digest);
 }
 
 /** Record a finished build (after its outputs are written). */
@@ -156,6 +179,7 @@ export async function writeStamp(
   inputs: Iterable<string>,
   outputs: string[],
   expires?: number,
+  refs: [string, string][] = [],
 ): Promise<void> {
   const ins = [...new Set(inputs)].sort();
   const s: Stamp = {
@@ -164,6 +188,7 @@ export async function writeStamp(
     ...(expires !== undefined ? { expires } : {}),
     inputs: await Promise.all(ins.map(async (p) => [p, await signature(p)] as [string, string])),
     outputs: await Promise.all(outputs.map(async (p) => [p, await outputSignature(p)] as [string, string])),
+    ...(refs.length ? { refs } : {}),
   };
   const file = stampFile(k);
   await mkdir(path.dirname(file), { recursive: true });
