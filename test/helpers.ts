@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import { build } from '../src/build/build.js';
 import type { FsEntry } from '../src/fs/tree.js';
 import { type QemuOptions, type QemuResult, runQemu } from '../src/run/qemu.js';
@@ -34,6 +35,14 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * skip the Debian downloads; a test that needs an empty cache makes its own.
  */
 export const TEST_CACHE = process.env.LINUXKIT_TEST_CACHE ?? path.join(os.tmpdir(), 'linuxkit-test-cache');
+
+/** The kernel command line examples/NAME.yml gives. */
+export function exampleCmdline(name: string): string {
+  const doc = parse(readFileSync(path.join(REPO, 'examples', `${name}.yml`), 'utf8')) as {
+    kernel: { cmdline: string };
+  };
+  return doc.kernel.cmdline;
+}
 
 /** A YAML-quoted `@pkg:` reference to one of our package directories, by absolute path. */
 export const pkgRef = (name: string) => JSON.stringify(`@pkg:${path.join(REPO, 'pkg', name)}`);

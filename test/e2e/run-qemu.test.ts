@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { build } from '../../src/build/build.js';
@@ -55,10 +55,20 @@ describe('run qemu processes', { skip, concurrency: true }, () => {
       dir: out,
       cacheDir: TEST_CACHE,
     });
-    // The same system without power-off: it stays up until stopped.
-    const yml = readFileSync(path.join(REPO, 'examples', 'minimal.yml'), 'utf8')
+    // The same system without power-off: it stays up until stopped. Not quiet: the tests
+    // below watch the kernel's own messages.
+    const example = readFileSync(path.join(REPO, 'examples', 'minimal.yml'), 'utf8')
       .replaceAll('@pkg:../pkg/', `@pkg:${path.join(REPO, 'pkg')}/`)
-      .replace(/ {2}- name: poweroff\n.*\n/, '');
+      .replace(' quiet', '');
+    await mkdir(path.join(out, 'netboot'), { recursive: true });
+    await writeFile(path.join(out, 'netboot', 'minimal.yml'), example);
+    await build({
+      file: path.join(out, 'netboot', 'minimal.yml'),
+      formats: ['kernel+initrd'],
+      dir: path.join(out, 'netboot'),
+      cacheDir: TEST_CACHE,
+    });
+    const yml = example.replace(/ {2}- name: poweroff\n.*\n/, '');
     assert.doesNotMatch(yml, /poweroff/);
     await writeFile(path.join(out, 'stays.yml'), yml);
     await build({
@@ -176,7 +186,7 @@ describe('run qemu processes', { skip, concurrency: true }, () => {
   test('netboot: iPXE fetches the script from linuxkit serve and boots to suite PASSED', {
     timeout: 400_000,
   }, async () => {
-    const s = await serve({ directory: out, host: '127.0.0.1', port: 0 });
+    const s = await serve({ directory: path.join(out, 'netboot'), host: '127.0.0.1', port: 0 });
     try {
       const lines: string[] = [];
       const r = await runQemu({
