@@ -59,7 +59,8 @@ describe('run qemu processes', { skip, concurrency: true }, () => {
     // below watch the kernel's own messages.
     const example = readFileSync(path.join(REPO, 'examples', 'minimal.yml'), 'utf8')
       .replaceAll('@pkg:../pkg/', `@pkg:${path.join(REPO, 'pkg')}/`)
-      .replace(' quiet', '');
+      .replace(/(cmdline: "[^"\n]*) quiet/, '$1');
+    assert.doesNotMatch(example, /cmdline: .*quiet/);
     await mkdir(path.join(out, 'netboot'), { recursive: true });
     await writeFile(path.join(out, 'netboot', 'minimal.yml'), example);
     await build({
