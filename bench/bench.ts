@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the figures that matter to users, measured the way they experience them
- * (whole CLI processes), as medians with min and max. `--quick` runs each measurement once
- * (CI runs that so the benchmark never rots). Writes bench/results.json and prints a table.
+ * (whole CLI processes), as medians with min and max of 5 runs (`--runs N`). `--quick` runs
+ * each measurement once (CI runs that so the benchmark never rots). Writes bench/results.json and prints a table.
  *
  * For each example: cold build (empty image cache, Debian .debs already downloaded), warm build
  * (cache populated, outputs removed), the same with `-compress lz4`, no-op rebuild (nothing
@@ -24,7 +24,9 @@ import { probeAccel, runQemu } from '../src/run/qemu.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'bin', 'linuxkit.js');
 const quick = process.argv.includes('--quick');
-const RUNS = quick ? 1 : 5;
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : quick ? 1 : 5;
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error('--runs takes a whole number of runs');
 const WORK = path.join(os.tmpdir(), 'linuxkit-bench');
 const CACHE = path.join(WORK, 'cache');
 
