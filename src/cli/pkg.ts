@@ -91,7 +91,8 @@ export function pkgCommand(): Command {
       )
       .argument('<dir>', 'package directory (holds build.yml)')
       .action(async (dir: string, o: PkgFlags) => {
-        const plan = await planPackage(dir, { ...(await pkgOptions(o)), ignoreLock: true });
+        // Afresh means against the mirror's current InRelease, not a cached one.
+        const plan = await planPackage(dir, { ...(await pkgOptions(o)), ignoreLock: true, pull: true });
         const file = await writeLock(plan.dir, makeLock(plan.yml, plan.debs));
         log(`wrote ${file}: ${plan.debs.length} packages`);
       }),

@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { decompress } from '../formats/compress.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -623,7 +623,17 @@ export class DebianArchive {
         throw new UserError(
           `offline: no cached InRelease for ${this.suite} from ${this.mirror} (run once online first)`,
         );
-      return { bytes: await httpGet(url, this.opts.http), source: url, fetched: true };
+      const bytes = await httpGet(url, this.opts.http);
+      // Unchanged on the mirror: the cached copy (verified when stored) is current again.
+      const same = await readFile(cached).then(
+        (old) => Buffer.from(old).equals(bytes),
+        () => false,
+      );
+      if (same) {
+        const now = new Date();
+        await utimes(cached, now, now);
+      }
+      return { bytes, source: url, fetched: !same };
     })();
     return this.inReleaseP;
   }
