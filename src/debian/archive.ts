@@ -22,7 +22,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { decompress } from '../formats/compress.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { readFileChecked, writeFileAtomic, writeFileChecked } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { field, parseDeb822, type Stanza } from './deb822.js';
 import { loadKeyring, type ReleaseFileEntry, type VerifiedRelease, verifyInRelease } from './inrelease.js';
@@ -767,20 +767,10 @@ export class DebianArchive {
   }
 }
 
-/**
- * Parsed-index cache: "SHA256-OF-BODY\n" + the compact form. Derived data written atomically;
- * the leading hash catches a torn or corrupted file, which is then simply parsed again.
- */
+/** Parsed-index cache: the compact form, as derived data (see writeFileChecked). */
 async function readParsedCache(p: string): Promise<IndexedPackage[] | undefined> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(p);
-  } catch {
-    return undefined;
-  }
-  if (buf.indexOf(10) !== 64) return undefined;
-  const body = buf.subarray(65);
-  if (buf.subarray(0, 64).toString('latin1') !== sha256hex(body)) return undefined;
+  const body = await readFileChecked(p);
+  if (!body) return undefined;
   try {
     return decodeCompact(body.toString('utf8'), p);
   } catch {
@@ -789,7 +779,5 @@ async function readParsedCache(p: string): Promise<IndexedPackage[] | undefined>
 }
 
 async function writeParsedCache(p: string, pkgs: IndexedPackage[]): Promise<void> {
-  const body = Buffer.from(encodeCompact(pkgs));
-  await mkdir(path.dirname(p), { recursive: true });
-  await writeFileAtomic(p, [Buffer.from(`${sha256hex(body)}\n`), body]);
+  await writeFileChecked(p, Buffer.from(encodeCompact(pkgs)));
 }

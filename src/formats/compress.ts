@@ -12,11 +12,10 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { writeFileAtomic } from '../util/atomic.js';
+import { readFileChecked, writeFileChecked } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { lz4Legacy, lz4LegacyDecode } from './lz4.js';
 import { crc32 } from './partition.js';
@@ -199,10 +198,7 @@ export async function gzipParallel(data: Uint8Array, level = 6, cacheDir?: strin
   return Buffer.concat([header, ...(await Promise.all(pieces)), trailer]);
 }
 
-/**
- * A deflated piece from the cache, else made and stored. A stored piece carries the sha256 of its
- * own bytes, checked on every read: a damaged file is made again, never used.
- */
+/** A deflated piece from the cache (checked on read: a damaged file is made again), else made and stored. */
 async function cachedPiece(
   cacheDir: string,
   [level, last, dictionary, piece]: [number, boolean, Uint8Array, Uint8Array],
@@ -214,16 +210,10 @@ async function cachedPiece(
     .update(piece)
     .digest('hex');
   const file = path.join(cacheDir, key.slice(0, 2), key);
-  try {
-    const stored = await readFile(file);
-    const body = stored.subarray(32);
-    if (createHash('sha256').update(body).digest().equals(stored.subarray(0, 32))) return body;
-  } catch {
-    // not cached yet
-  }
+  const stored = await readFileChecked(file);
+  if (stored) return stored;
   const out = await make();
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFileAtomic(file, [createHash('sha256').update(out).digest(), out]);
+  await writeFileChecked(file, out);
   return out;
 }
 

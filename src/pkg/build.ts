@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DebianArchive, type PackageInfo } from '../debian/archive.js';
 import { readDeb } from '../debian/deb.js';
@@ -14,7 +14,7 @@ import { treeToTar } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
 import { writeImage } from '../oci/image.js';
 import type { ImageStore } from '../oci/layout.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { readFileChecked, writeFileChecked } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
 import type { BuildYml } from './buildyml.js';
@@ -98,7 +98,7 @@ function sha256hex(data: Uint8Array | string): string {
 }
 
 /** Bumped when the cached resolution's format or the resolver's answers change. */
-const RESOLUTION_FORMAT = 1;
+const RESOLUTION_FORMAT = 2;
 
 /**
  * Resolve build.yml's Debian packages, remembering the answer by what determines it (the
@@ -123,19 +123,16 @@ async function resolveCached(
     ]),
   );
   const file = path.join(cacheDir, 'resolved', `${key}.json`);
-  try {
-    const saved = JSON.parse(await readFile(file, 'utf8')) as {
+  const stored = await readFileChecked(file);
+  if (stored) {
+    const saved = JSON.parse(stored.toString('utf8')) as {
       packages: PackageInfo[];
       why: [string, string[]][];
     };
-    if (Array.isArray(saved.packages) && Array.isArray(saved.why))
-      return { packages: saved.packages, why: new Map(saved.why) };
-  } catch {
-    // not there (or torn by a crash: written atomically, so only if the disk lied): resolve
+    return { packages: saved.packages, why: new Map(saved.why) };
   }
   const r = resolveDeps(await archive.packages(), debian.packages, { exclude: debian.exclude });
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFileAtomic(file, Buffer.from(JSON.stringify({ packages: r.packages, why: [...r.why] })));
+  await writeFileChecked(file, Buffer.from(JSON.stringify({ packages: r.packages, why: [...r.why] })));
   return { packages: r.packages, why: r.why };
 }
 

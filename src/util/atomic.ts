@@ -2,8 +2,8 @@
  * Atomic output: a file appears whole or not at all. Data goes to a temp file in the same
  * directory (so rename cannot cross file systems), is fsynced, then renamed over the target.
  */
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 function tempName(target: string): string {
@@ -49,4 +49,28 @@ export async function writeFilesAtomic(
     await Promise.all(temps.map((t) => rm(t, { force: true })));
     throw e;
   }
+}
+
+const sha256hex = (d: Uint8Array) => createHash('sha256').update(d).digest('hex');
+
+/**
+ * Derived data (caches of things that can be made again): written atomically behind a line with
+ * the sha256 of the body, so a damaged file is noticed on read. Makes the directory.
+ */
+export async function writeFileChecked(target: string, body: Uint8Array): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  await writeFileAtomic(target, [new TextEncoder().encode(`${sha256hex(body)}\n`), body]);
+}
+
+/** The body writeFileChecked stored, or undefined when the file is missing or does not check out. */
+export async function readFileChecked(target: string): Promise<Buffer | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(target);
+  } catch {
+    return undefined;
+  }
+  if (buf.indexOf(10) !== 64) return undefined;
+  const body = buf.subarray(65);
+  return buf.subarray(0, 64).toString('latin1') === sha256hex(body) ? body : undefined;
 }
