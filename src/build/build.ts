@@ -8,7 +8,6 @@ import { inReleaseExpiry } from '../debian/archive.js';
 import type { InitrdCompression } from '../formats/compress.js';
 import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
 import { ImageStore } from '../oci/layout.js';
-import { parseRef } from '../oci/reference.js';
 import { SBOM_LABEL } from '../pkg/build.js';
 import { encodeSbom, mergeSboms, type SpdxDocument } from '../pkg/sbom.js';
 import { loadConfigFiles } from '../spec/load.js';
@@ -146,10 +145,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     // Tags from the cache (a pull or build may move them); @pkg: tags follow from their inputs.
     const refs: [string, string][] = [];
-    for (const img of images.values()) {
-      if (/^(@pkg|oci-archive|oci):/.test(img.spec) || parseRef(img.spec).digest !== undefined) continue;
-      const desc = await store.resolve(img.ref);
-      if (desc) refs.push([img.ref, desc.digest]);
+    for (const ref of resolver.tags) {
+      const desc = await store.resolve(ref);
+      if (desc) refs.push([ref, desc.digest]);
     }
     await writeStamp(key, inputs, outputs, expires, refs);
   }

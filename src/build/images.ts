@@ -46,6 +46,8 @@ export class ImageResolver {
   /** Package directories (`@pkg:`) and local archives or layouts images were made from. */
   readonly packageDirs = new Set<string>();
   readonly importPaths = new Set<string>();
+  /** Image tags (not digests) resolved from the cache or a registry, fully expanded. */
+  readonly tags = new Set<string>();
 
   constructor(
     readonly store: ImageStore,
@@ -82,6 +84,7 @@ export class ImageResolver {
     } else {
       const r = parseRef(spec);
       ref = r.toString();
+      if (r.digest === undefined) this.tags.add(ref);
       // A digest names fixed content: the cached copy is as good as the registry's.
       const cached = this.opts.pull && r.digest === undefined ? undefined : await this.tryLoad(ref);
       if (!cached) await this.registry().pull(this.store, ref, { platform: this.opts.platform });

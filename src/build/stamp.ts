@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ANNOTATION } from '../oci/types.js';
 import { defaultOutputName, isUrl } from '../spec/naming.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { BuildOptions } from './build.js';
@@ -167,7 +168,7 @@ async function refsUnchanged(cacheDir: string, refs: [string, string][]): Promis
   }
   const now = new Map<string, string | undefined>();
   for (const d of index.manifests ?? []) {
-    const name = d.annotations?.['org.opencontainers.image.ref.name'];
+    const name = d.annotations?.[ANNOTATION.refName];
     if (name !== undefined) now.set(name, d.digest); // the last entry for a name wins, as in the store
   }
   return refs.every(([ref, digest]) => now.get(ref) === digest);
