@@ -30,7 +30,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -39,6 +38,7 @@ import { build } from '../../src/build/build.js';
 import type { Publish, QemuResult } from '../../src/run/qemu.js';
 import { parseNetworking } from '../../src/run/qemu.js';
 import { parseDisk, runVm } from '../../src/run/vm.js';
+import { freePort } from '../helpers.js';
 
 const pattern = z.string().min(1);
 const CaseSchema = z.strictObject({
@@ -117,18 +117,6 @@ export function discoverCases(root: string, filter?: string): Case[] {
 function matches(text: string, pat: string): boolean {
   const re = /^\/(.*)\/([a-z]*)$/.exec(pat);
   return re ? new RegExp(re[1]!, re[2]).test(text) : text.includes(pat);
-}
-
-/** A TCP port nobody listens on now (the kernel's choice). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** How many VMs may boot at once: cores, and memory at ~1.5x each VM's RAM; LINUXKIT_E2E_JOBS overrides. */
