@@ -10,17 +10,16 @@
  * login with a key given in the YAML succeeds), and the floors over the same uncompressed cpio:
  * `gzip -6` and `lz4 -l -1` (the host tools), and our own in-process gzip, timed alone.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { gzipParallel } from '../src/formats/compress.js';
 import { probeAccel, runQemu } from '../src/run/qemu.js';
-import { freePort } from '../test/helpers.js';
+import { freePort, sshCommand } from '../test/helpers.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'bin', 'linuxkit.js');
@@ -107,8 +106,6 @@ function pubKey(): string {
   return readFileSync(`${KEY}.pub`, 'utf8').trim();
 }
 
-const execFileAsync = promisify(execFile);
-
 /**
  * Has sshd sent its banner on `port`? qemu's port forward accepts a connection before anything
  * listens in the guest, so an ssh client would hang on it until its timeout: ask cheaply first.
@@ -130,22 +127,7 @@ function sshBanner(port: number): Promise<boolean> {
 /** One ssh login that runs `true` (asynchronous: the VM's console must keep draining). */
 async function sshOk(port: number): Promise<boolean> {
   if (!(await sshBanner(port))) return false;
-  const opts = [
-    'StrictHostKeyChecking=no',
-    'UserKnownHostsFile=/dev/null',
-    'BatchMode=yes',
-    'ConnectTimeout=5',
-  ];
-  try {
-    await execFileAsync(
-      'ssh',
-      ['-i', KEY, '-p', String(port), ...opts.flatMap((o) => ['-o', o]), 'root@127.0.0.1', 'true'],
-      { timeout: 10_000 },
-    );
-    return true;
-  } catch {
-    return false;
-  }
+  return (await sshCommand(port, KEY, 'true')).code === 0;
 }
 
 interface Row {
