@@ -146,7 +146,7 @@ export async function assertBootsToSuitePassed(
   vmDir: string,
   boot: QemuOptions,
   uefi = false,
-): Promise<void> {
+): Promise<QemuResult> {
   mkdirSync(vmDir, { recursive: true });
   let firmware: { code: string; vars: string } | undefined;
   if (uefi) {
@@ -165,6 +165,7 @@ export async function assertBootsToSuitePassed(
   assert.match(log, /suite PASSED/, `console:\n${log}`);
   assert.equal(r.code, 0, `qemu exit ${r.code}; console:\n${log}`);
   assert.ok(r.poweredOff);
+  return r;
 }
 
 export async function fileHash(file: string): Promise<string> {

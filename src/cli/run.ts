@@ -12,7 +12,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 interface QemuFlags {
   mem: number;
-  cpus: number;
+  cpus?: number;
   accel?: string;
   qemu?: string;
   disk?: string[];
@@ -29,6 +29,8 @@ interface QemuFlags {
   gui?: boolean;
   device?: string[];
   fw?: string;
+  /** false with --no-pvh */
+  pvh: boolean;
 }
 
 export function runCommand(): Command {
@@ -40,7 +42,7 @@ export function runCommand(): Command {
       )
       .argument('<path>', 'what to boot')
       .option('--mem <MB>', 'memory in MB', positiveInt, 1024)
-      .option('--cpus <n>', 'number of CPUs', positiveInt, 1)
+      .option('--cpus <n>', 'number of CPUs (default: 2, or 1 on a one-core host)', positiveInt)
       .option('--disk <spec>', 'a disk, [file=]PATH[,size=N(G|M)][,format=raw|qcow2] (repeatable)', collect)
       .option('--publish <ports>', 'publish a guest port, HOST:GUEST[/tcp|/udp] (repeatable)', collect)
       .option('--networking <mode>', 'user, tap,IF, bridge,BR or none', 'user')
@@ -60,6 +62,10 @@ export function runCommand(): Command {
       .option('--gui', 'show a graphical display instead of none')
       .option('--device <spec>', 'an extra qemu -device (repeatable)', collect)
       .option('--fw <file>', 'UEFI firmware code image (default /usr/share/OVMF/OVMF_CODE.fd)')
+      .option(
+        '--no-pvh',
+        'under TCG, boot the bzImage itself (with KASLR) instead of its vmlinux through PVH (~0.6 s sooner)',
+      )
       .action(async (p: string, o: QemuFlags) => {
         if (o.accel !== undefined && o.accel !== 'kvm' && o.accel !== 'tcg') {
           throw new UserError(`--accel must be kvm or tcg, got ${JSON.stringify(o.accel)}`);
@@ -94,6 +100,7 @@ export function runCommand(): Command {
           detached: o.detached,
           gui: o.gui,
           devices: o.device,
+          pvh: o.pvh,
         });
         if (r.pid !== undefined) process.stdout.write(`${r.pid}\n`);
         process.exitCode = r.code;

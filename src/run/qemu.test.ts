@@ -10,7 +10,7 @@ import { hostHas, skipUnless } from '../../test/tools.js';
 import { debianCloudKernel } from '../debian/testing.js';
 import { writeCpio } from '../formats/cpio.js';
 import { UserError } from '../util/errors.js';
-import { bootProbe, DEFAULT_QEMU, probeAccel, probeBootSector, qemuArgs, runQemu } from './qemu.js';
+import { bootProbe, DEFAULT_CPUS, DEFAULT_QEMU, probeAccel, probeBootSector, qemuArgs, runQemu } from './qemu.js';
 
 const needQemu = skipUnless(DEFAULT_QEMU, 'qemu-system-x86');
 
@@ -56,11 +56,12 @@ describe('qemuArgs', () => {
     assert.ok(!a.includes('-cpu'), 'no -cpu host without KVM');
     assert.equal(after('-serial'), 'mon:stdio');
   });
-  test('defaults: 1024 MB, 1 cpu; captured console has no monitor; kvm uses -cpu host', () => {
+  test('defaults: 1024 MB, DEFAULT_CPUS (2, or 1 on a one-core host); captured console has no monitor; kvm uses -cpu host', () => {
     const a = qemuArgs({ ...base, accel: 'kvm', console: { onLine() {} }, extraArgs: ['-foo'] });
     const after = (flag: string) => a[a.indexOf(flag) + 1];
     assert.equal(after('-m'), '1024');
-    assert.equal(after('-smp'), '1');
+    assert.equal(after('-smp'), String(Math.min(2, os.availableParallelism())));
+    assert.equal(DEFAULT_CPUS, Math.min(2, os.availableParallelism()));
     assert.equal(after('-serial'), 'stdio');
     assert.equal(after('-monitor'), 'none');
     assert.equal(after('-cpu'), 'host');
@@ -192,7 +193,8 @@ describe('runQemu', () => {
       lines.some((l) => l.includes(MARKER)),
       `marker not seen; console:\n${lines.slice(-30).join('\n')}`,
     );
-    assert.deepEqual(r, { code: 0, poweredOff: true });
+    const accel = await probeAccel();
+    assert.deepEqual(r, { code: 0, poweredOff: true, ...(accel === 'tcg' ? { pvh: true } : {}) });
   });
 
   test('a guest that does not finish is killed at the timeout', { skip, timeout: 60_000 }, async () => {

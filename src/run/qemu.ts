@@ -14,10 +14,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { pvhKernelFile } from './pvh.js';
 
 export type Accel = 'kvm' | 'tcg';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
+
+/**
+ * Two vCPUs where the host has two cores: under TCG each vCPU is a host thread, so the guest's
+ * boot work overlaps (initramfs unpacking, containers), and an SMP kernel skips patching out
+ * every lock prefix, as a uniprocessor one does at boot (~0.3 s under TCG). Measured: minimal
+ * reaches power-off ~0.4 s sooner.
+ */
+export const DEFAULT_CPUS = Math.min(2, os.availableParallelism());
 const QEMU_PACKAGE = 'qemu-system-x86';
 
 /** The port and value the probe's boot sector writes; qemu then exits with (value << 1) | 1. */
@@ -237,7 +246,7 @@ export interface QemuOptions {
   netboot?: string;
   /** MB, default 1024. */
   mem?: number;
-  /** default 1 */
+  /** default DEFAULT_CPUS */
   cpus?: number;
   /** default: probeAccel(qemu) */
   accel?: Accel;
@@ -261,6 +270,13 @@ export interface QemuOptions {
   pidFile?: string;
   /** Start the VM in the background (qemu -daemonize; needs pidFile and consoleLog) and return. */
   detached?: boolean;
+  /**
+   * Under TCG, a kernel boot starts the bzImage's vmlinux through PVH (see pvh.ts): ~0.6 s
+   * sooner, without KASLR. Default true; false boots the bzImage as given.
+   */
+  pvh?: boolean;
+  /** Where derived host data (the PVH kernel, the accelerator probe) is kept; default ~/.cache/linuxkit. */
+  cacheDir?: string;
   /** A graphical display (qemu's default display and a VGA card) instead of none. */
   gui?: boolean;
   /** More `-device` specs. */
@@ -280,6 +296,8 @@ export interface QemuResult {
   timedOut?: boolean;
   /** With `detached`: the running qemu's pid (also in pidFile). */
   pid?: number;
+  /** A kernel boot went through PVH (the kernel qemu was given is the derived vmlinux). */
+  pvh?: boolean;
 }
 
 /** `host:guest[/tcp|/udp]` as upstream's -publish. */
@@ -400,7 +418,7 @@ export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
     '-m',
     String(opts.mem ?? 1024),
     '-smp',
-    String(opts.cpus ?? 1),
+    String(opts.cpus ?? DEFAULT_CPUS),
     // No default VGA, NIC, CD-ROM, floppy: only what is asked for.
     '-nodefaults',
     '-no-user-config',
@@ -468,9 +486,15 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
   if (opts.iso !== undefined) await readable('ISO', opts.iso);
   if (opts.bootDisk !== undefined) await readable('disk image', opts.bootDisk.path);
   if (opts.uefi) await readable('UEFI firmware', opts.uefi.code);
-  const accel = opts.accel ?? (await probeAccel(qemu));
-  const args = qemuArgs({ ...opts, accel });
-  if (opts.detached) return runDetached(qemu, args, opts.pidFile!);
+  const accel = opts.accel ?? (await probeAccel(qemu, { cacheDir: opts.cacheDir }));
+  // OVMF's loader wants the bzImage (its EFI stub), and KVM boots it fast enough to keep KASLR.
+  const pvhKernel =
+    opts.kernel !== undefined && accel === 'tcg' && opts.pvh !== false && !opts.uefi
+      ? await pvhKernelFile(opts.kernel, opts.cacheDir ?? defaultCacheDir())
+      : undefined;
+  const args = qemuArgs({ ...opts, accel, ...(pvhKernel ? { kernel: pvhKernel } : {}) });
+  const pvh = pvhKernel ? { pvh: true } : {};
+  if (opts.detached) return { ...(await runDetached(qemu, args, opts.pidFile!)), ...pvh };
   const onLine = opts.console !== undefined && opts.console !== 'stdio' ? opts.console.onLine : undefined;
 
   const wrapper = await deathSignalWrapper();
@@ -545,7 +569,7 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
       // 'close' (not 'exit'): all console output has been delivered by then.
       child.once('close', (c, s) => resolve(c ?? 128 + (s ? (SIGNAL_NUMBERS[s] ?? 0) : 0)));
     });
-    return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}) };
+    return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}), ...pvh };
   } finally {
     if (timer) clearTimeout(timer);
     opts.stop?.removeEventListener('abort', stopChild);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { build } from '../../src/build/build.js';
 import { sniffCompression } from '../../src/formats/compress.js';
-import { runQemu } from '../../src/run/qemu.js';
+import { probeAccel, runQemu } from '../../src/run/qemu.js';
 import { assertBootsToSuitePassed, cli, REPO, TEST_CACHE, tempDir } from '../helpers.js';
 
 const out = tempDir('lk-minimal-');
@@ -51,6 +51,8 @@ test('examples/minimal.yml builds and boots to suite PASSED', { timeout: 900_000
   assert.doesNotMatch(log, /suite FAILED/);
   assert.equal(r.code, 0, `qemu exit ${r.code}; console:\n${log}`);
   assert.ok(r.poweredOff);
+  // Under TCG the kernel's vmlinux boots through PVH (the other boots here take the bzImage path).
+  assert.equal(r.pvh, (await probeAccel()) === 'tcg' ? true : undefined);
 });
 
 test('building twice gives the same bytes, also with a fresh empty cache', { timeout: 900_000 }, async () => {
@@ -77,11 +79,14 @@ for (const kind of ['lz4', 'none'] as const) {
     await build({ file: yml, formats: ['kernel+initrd'], dir, cacheDir: TEST_CACHE, compress: kind });
     const initrd = await readFile(path.join(dir, 'minimal-initrd.img'));
     assert.equal(sniffCompression(initrd), kind === 'lz4' ? 'lz4-legacy' : 'none');
-    await assertBootsToSuitePassed(path.join(dir, 'vm'), {
+    const r = await assertBootsToSuitePassed(path.join(dir, 'vm'), {
       kernel: path.join(dir, 'minimal-kernel'),
       initrd: path.join(dir, 'minimal-initrd.img'),
       cmdline: 'console=ttyS0',
+      // The bzImage's own decompressor and loader, as KVM and UEFI boots use.
+      pvh: false,
     });
+    assert.equal(r.pvh, undefined);
   });
 }
 
