@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { tempDir } from '../../test/helpers.js';
@@ -75,6 +76,40 @@ describe('upToDate', () => {
     assert.deepEqual(await upToDate(key), [out], 'another tag came: nothing to do');
     index(entry('docker.io/library/a:1', 'sha256:aa'), entry('docker.io/library/a:1', 'sha256:cc'));
     assert.equal(await upToDate(key), undefined, 'the tag moved');
+  });
+
+  it('trusts the stat of settled paths, so a no-op check reads no file and loads no node:crypto', async () => {
+    const pkg = path.join(dir, 'settled');
+    mkdirSync(path.join(pkg, 'sub'), { recursive: true });
+    writeFileSync(path.join(pkg, 'sub', 'f'), 'abc');
+    writeFileSync(yml, 'kernel: {}\n');
+    await new Promise((r) => setTimeout(r, 2100)); // older than SETTLED_MS
+    const key = stampKey(opts)!;
+    await writeStamp(key, [yml, pkg], [out]);
+    // A fresh process, as the CLI is: does the check load node:crypto?
+    const stampJs = new URL('./stamp.js', import.meta.url).href;
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(stampJs)});
+         const r = await m.upToDate(${JSON.stringify(key)});
+         console.log(JSON.stringify([r, process.moduleLoadList.some((n) => /^NativeModule crypto$/.test(n))]));`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(child.status, 0, child.stderr);
+    assert.deepEqual(JSON.parse(child.stdout), [[out], false]);
+
+    // Same bytes rewritten: a new ctime, so it is hashed again, and found the same.
+    writeFileSync(path.join(pkg, 'sub', 'f'), 'abc');
+    assert.deepEqual(await upToDate(key), [out]);
+    // Other bytes of the same size, mtime pinned back: the ctime still gives it away.
+    const st = statSync(path.join(pkg, 'sub', 'f'));
+    writeFileSync(path.join(pkg, 'sub', 'f'), 'abd');
+    utimesSync(path.join(pkg, 'sub', 'f'), st.atime, st.mtime);
+    assert.equal(await upToDate(key), undefined);
   });
 
   it('is never claimed for stdin or URLs', () => {
