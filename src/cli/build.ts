@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
-import type { BuildOptions } from '../build/build.js';
 import { stampKey, upToDate } from '../build/stamp.js';
-import { INITRD_COMPRESSIONS, type InitrdCompression } from '../formats/compress.js';
-import { cacheDir, collectList, debianMirror, log, parseSize } from './common.js';
+import { INITRD_COMPRESSIONS } from '../formats/compress.js';
+import { type BuildFlags, buildOptions } from './build-noop.js';
+import { collectList, log, parseSize } from './common.js';
 
 export function buildCommand(): Command {
   return new Command('build')
@@ -29,56 +29,27 @@ export function buildCommand(): Command {
         .choices(INITRD_COMPRESSIONS)
         .default('gzip'),
     )
-    .action(
-      async (
-        file: string[],
-        o: {
-          format?: string[];
-          dir?: string;
-          name?: string;
-          cache?: string;
-          debianMirror?: string;
-          dryRun?: boolean;
-          pull?: boolean;
-          size?: number;
-          compress: InitrdCompression;
-          sbom: boolean;
-        },
-      ) => {
-        const formats = o.format?.length ? o.format : ['kernel+initrd'];
-        if (o.dryRun) {
-          const [{ checkFormats }, { configToYaml }, { loadConfigFiles }] = await Promise.all([
-            import('../formats/outputs.js'),
-            import('../spec/dump.js'),
-            import('../spec/load.js'),
-          ]);
-          checkFormats(formats);
-          process.stdout.write(configToYaml((await loadConfigFiles(file)).config));
-          return;
-        }
-        const opts: BuildOptions = {
-          file,
-          formats,
-          dir: o.dir,
-          name: o.name,
-          cacheDir: cacheDir(o.cache),
-          debianMirror: debianMirror(o.debianMirror),
-          pull: o.pull,
-          size: o.size,
-          compress: o.compress,
-          sbom: o.sbom,
-          log,
-        };
-        // The builder is loaded only when the stamp says there is work: a no-op rebuild costs
-        // little more than Node's start-up.
-        const same = o.pull ? undefined : await upToDate(stampKey(opts));
-        if (same) {
-          for (const out of same) log(`up to date ${out}`);
-          return;
-        }
-        const { build } = await import('../build/build.js');
-        const { outputs } = await build(opts);
-        for (const out of outputs) log(`wrote ${out}`);
-      },
-    );
+    .action(async (file: string[], o: BuildFlags) => {
+      const opts = buildOptions(file, o);
+      if (o.dryRun) {
+        const [{ checkFormats }, { configToYaml }, { loadConfigFiles }] = await Promise.all([
+          import('../formats/outputs.js'),
+          import('../spec/dump.js'),
+          import('../spec/load.js'),
+        ]);
+        checkFormats(opts.formats);
+        process.stdout.write(configToYaml((await loadConfigFiles(file)).config));
+        return;
+      }
+      // The builder is loaded only when the stamp says there is work: a no-op rebuild costs
+      // little more than Node's start-up.
+      const same = o.pull ? undefined : await upToDate(stampKey(opts));
+      if (same) {
+        for (const out of same) log(`up to date ${out}`);
+        return;
+      }
+      const { build } = await import('../build/build.js');
+      const { outputs } = await build(opts);
+      for (const out of outputs) log(`wrote ${out}`);
+    });
 }

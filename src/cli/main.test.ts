@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { goStyleFlags } from './main.js';
+import { goStyleFlags } from './defaults.js';
 
 test('Go-style single-dash long flags become double-dash ones', () => {
   assert.deepEqual(goStyleFlags(['build', '-format', 'kernel+initrd', '-dir=out', 'x.yml']), [

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../util/errors.js';
+import { goStyleFlags } from './defaults.js';
 
 /**
  * Each command's module, loaded on demand: a command pays only for the library it uses (a
@@ -18,23 +19,6 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./serve.js')).serveCommand(),
   version: async () => (await import('./version.js')).versionCommand(),
 };
-
-/**
- * Upstream LinuxKit is written in Go, whose flags take one dash (`-format`, `-dir`). Accept those
- * by turning `-word` into `--word` before commander sees them; single-letter flags stay as they are.
- */
-export function goStyleFlags(argv: string[]): string[] {
-  const out: string[] = [];
-  let rest = false;
-  for (const a of argv) {
-    if (rest || a === '--') {
-      rest = true;
-      out.push(a);
-    } else if (/^-[A-Za-z][A-Za-z0-9-]+(=.*)?$/s.test(a)) out.push(`-${a}`);
-    else out.push(a);
-  }
-  return out;
-}
 
 /** The CLI with the named command only, or with all of them (for help, or an unknown name). */
 export async function program(only?: string): Promise<Command> {
