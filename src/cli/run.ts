@@ -64,7 +64,7 @@ export function runCommand(): Command {
       .option('--fw <file>', 'UEFI firmware code image (default /usr/share/OVMF/OVMF_CODE.fd)')
       .option(
         '--no-pvh',
-        'under TCG, boot the bzImage itself (with KASLR) instead of its vmlinux through PVH (~0.6 s sooner)',
+        'under TCG, boot the bzImage itself (with KASLR) instead of its vmlinux through PVH (~0.5 s sooner)',
       )
       .action(async (p: string, o: QemuFlags) => {
         if (o.accel !== undefined && o.accel !== 'kvm' && o.accel !== 'tcg') {

@@ -271,7 +271,7 @@ export interface QemuOptions {
   /** Start the VM in the background (qemu -daemonize; needs pidFile and consoleLog) and return. */
   detached?: boolean;
   /**
-   * Under TCG, a kernel boot starts the bzImage's vmlinux through PVH (see pvh.ts): ~0.6 s
+   * Under TCG, a kernel boot starts the bzImage's vmlinux through PVH (see pvh.ts): ~0.5 s
    * sooner, without KASLR. Default true; false boots the bzImage as given.
    */
   pvh?: boolean;
