@@ -10,7 +10,15 @@ import { hostHas, skipUnless } from '../../test/tools.js';
 import { debianCloudKernel } from '../debian/testing.js';
 import { writeCpio } from '../formats/cpio.js';
 import { UserError } from '../util/errors.js';
-import { bootProbe, DEFAULT_CPUS, DEFAULT_QEMU, probeAccel, probeBootSector, qemuArgs, runQemu } from './qemu.js';
+import {
+  bootProbe,
+  DEFAULT_CPUS,
+  DEFAULT_QEMU,
+  probeAccel,
+  probeBootSector,
+  qemuArgs,
+  runQemu,
+} from './qemu.js';
 
 const needQemu = skipUnless(DEFAULT_QEMU, 'qemu-system-x86');
 
