@@ -47,7 +47,9 @@ files:
   assert.match(log, /onboot-says-hi/, log);
   assert.match(log, /linuxkit test suite PASSED/, log);
   assert.match(log, /log: service-writer-running/, log);
-  assert.doesNotMatch(log, /FAILED|failed/, log);
+  // Init's and the containers' failures; not the kernel's own messages (with 2 vCPUs under a
+  // loaded TCG host it may say that calibrate_delay_direct() failed for the second CPU).
+  assert.doesNotMatch(log, /suite FAILED|^linuxkit: .*failed/m, log);
   assert.equal(code, 0, log);
 });
 
