@@ -121,8 +121,8 @@ function stampFile(k: StampKey): string {
 }
 
 /** What identifies a path's state without reading it. */
-const statKey = (p: string, st: BigIntStats) =>
-  `${p}\0${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
+const statPart = (st: BigIntStats) => `${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`;
+const statKey = (p: string, st: BigIntStats) => `${p}\0${statPart(st)}`;
 
 /**
  * Known signatures by statKey (from a stamp), and where to record new settled ones (for the
@@ -153,7 +153,7 @@ async function signatureOf(
   }
   if (st.isSymbolicLink()) return { sig: `l:${await readlink(p)}`, memo: true };
   if (!st.isDirectory() && !(st.isFile() && st.size <= HASHED_MAX))
-    return { sig: `s:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.ino}`, memo: true };
+    return { sig: `s:${statPart(st)}`, memo: true };
   const sk = statKey(p, st);
   let children: { name: string; sig: string; memo: boolean }[] = [];
   if (st.isDirectory()) {

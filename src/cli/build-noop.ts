@@ -91,6 +91,26 @@ export function plainBuildArgs(argv: string[]): { files: string[]; flags: BuildF
   return files.length ? { files, flags } : undefined;
 }
 
+/** The stamp key this process last found stale: the full CLI then does not check it again. */
+let staleKey: string | undefined;
+
+/**
+ * If the stamp says the outputs of a build with these options are current, say so and return
+ * true. Both CLI paths use this; a key already found stale in this process is not read again.
+ */
+export async function reportUpToDate(opts: BuildOptions): Promise<boolean> {
+  const key = stampKey(opts);
+  const id = JSON.stringify(key);
+  if (opts.pull || id === staleKey) return false;
+  const same = await upToDate(key);
+  if (!same) {
+    staleKey = id;
+    return false;
+  }
+  for (const out of same) log(`up to date ${out}`);
+  return true;
+}
+
 /**
  * If argv (after `build`) asks for a build whose stamp says its outputs are current, say so and
  * return true. A value no build accepts (a bad -compress or -format) cannot match a stamp, so
@@ -98,9 +118,5 @@ export function plainBuildArgs(argv: string[]): { files: string[]; flags: BuildF
  */
 export async function upToDateBuild(argv: string[]): Promise<boolean> {
   const plain = plainBuildArgs(argv);
-  if (!plain) return false;
-  const same = await upToDate(stampKey(buildOptions(plain.files, plain.flags)));
-  if (!same) return false;
-  for (const out of same) log(`up to date ${out}`);
-  return true;
+  return plain !== undefined && reportUpToDate(buildOptions(plain.files, plain.flags));
 }

@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
-import { stampKey, upToDate } from '../build/stamp.js';
 import { INITRD_COMPRESSIONS } from '../formats/compress.js';
-import { type BuildFlags, buildOptions } from './build-noop.js';
+import { type BuildFlags, buildOptions, reportUpToDate } from './build-noop.js';
 import { collectList, log, parseSize } from './common.js';
 
 export function buildCommand(): Command {
@@ -43,11 +42,7 @@ export function buildCommand(): Command {
       }
       // The builder is loaded only when the stamp says there is work: a no-op rebuild costs
       // little more than Node's start-up.
-      const same = o.pull ? undefined : await upToDate(stampKey(opts));
-      if (same) {
-        for (const out of same) log(`up to date ${out}`);
-        return;
-      }
+      if (await reportUpToDate(opts)) return;
       const { build } = await import('../build/build.js');
       const { outputs } = await build(opts);
       for (const out of outputs) log(`wrote ${out}`);
