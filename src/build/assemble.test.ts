@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { hostHas, runTool } from '../../test/tools.js';
 import { writeTar } from '../formats/tar.js';
+import { dataBytes, FileSlice } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
 import { writeImage } from '../oci/image.js';
 import { ImageStore } from '../oci/layout.js';
@@ -62,7 +63,9 @@ test('files land with mode, owner (numbers or container names) and owned parent 
   assert.equal(parent?.mode, 0o750);
   assert.equal(parent?.uid, 101);
   const src = root.get('etc/app/src');
-  assert.equal(new TextDecoder().decode(src?.data), 'from-source');
+  // A source is read when the outputs are written, not held in memory.
+  assert.ok(src?.data instanceof FileSlice);
+  assert.equal(new TextDecoder().decode(dataBytes(src?.data)), 'from-source');
   assert.equal(src?.mode, 0o600);
   assert.equal(root.has('etc/missing'), false);
   assert.equal(root.get('var/d')?.mode, 0o700);
@@ -123,7 +126,7 @@ test('metadata files hold the config with resolved image references, as yaml or 
     noResolver,
     0,
   );
-  const written = JSON.parse(new TextDecoder().decode(root.get('etc/linuxkit.json')?.data));
+  const written = JSON.parse(new TextDecoder().decode(dataBytes(root.get('etc/linuxkit.json')?.data)));
   assert.equal(written.files[0].path, 'etc/linuxkit.json');
 });
 
@@ -149,7 +152,7 @@ test('volumes: an image as files or as an OCI layout skopeo reads; writable ones
     0,
   );
   const v = 'containers/volumes';
-  assert.equal(new TextDecoder().decode(root.get(`${v}/files/lower/data/seed`)?.data), 'seed');
+  assert.equal(new TextDecoder().decode(dataBytes(root.get(`${v}/files/lower/data/seed`)?.data)), 'seed');
   for (const d of [
     'files/merged',
     'files/tmp',
@@ -172,7 +175,7 @@ test('volumes: an image as files or as an OCI layout skopeo reads; writable ones
     if (e.kind === 'dir') mkdirSync(p, { recursive: true });
     else if (e.kind === 'file') {
       mkdirSync(path.dirname(p), { recursive: true });
-      writeFileSync(p, e.data ?? new Uint8Array());
+      writeFileSync(p, dataBytes(e.data));
     }
   }
   if (hostHas('skopeo')) {

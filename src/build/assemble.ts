@@ -7,10 +7,10 @@
  *   /containers/volumes/NAME/             lower/ (contents), merged/ (mount point), tmp/ if writable
  *   the YAML's `files:`
  */
-import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify as stringifyYaml } from 'yaml';
+import { dataBytes, type FileData, FileSlice } from '../fs/data.js';
 import { applyLayer } from '../fs/layer.js';
 import { FsTree, normalisePath, parentOf } from '../fs/tree.js';
 import { ANNOTATION, type Manifest, MEDIA_TYPE } from '../oci/layout.js';
@@ -57,7 +57,7 @@ export async function assemble(
     const binary = config.kernel.binary || 'kernel';
     const k = t.get(binary);
     if (k?.kind !== 'file') throw new UserError(`kernel image ${img.spec} has no /${binary} file`);
-    kernel = k.data!;
+    kernel = dataBytes(k.data);
     const tarName = config.kernel.tar ?? 'kernel.tar';
     if (tarName !== '' && tarName !== 'none') {
       const modules = t.get(tarName);
@@ -183,12 +183,13 @@ async function addFiles(
     const mode = f.mode ?? (f.directory ? 0o700 : 0o600);
     const uid = idNumeric(f.uid, idMap, (m) => fail('uid', m), 'uid');
     const gid = idNumeric(f.gid, idMap, (m) => fail('gid', m), 'gid');
-    let data: Uint8Array | undefined;
+    let data: FileData | undefined;
     if (!f.directory && f.symlink === undefined && f.contents === undefined) {
       if (f.source !== undefined) {
         const src = fileSourcePath(loaded, f.source);
         try {
-          data = await readFile(src);
+          // Read when the outputs are written, not now: a big source is never whole in memory.
+          data = FileSlice.of(src);
         } catch (e) {
           // upstream: an optional source that cannot be read is skipped
           if (f.optional) continue;

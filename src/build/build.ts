@@ -7,6 +7,7 @@ import path from 'node:path';
 import { inReleaseExpiry } from '../debian/archive.js';
 import type { InitrdCompression } from '../formats/compress.js';
 import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
+import { withDataFiles } from '../fs/data.js';
 import { ImageStore } from '../oci/layout.js';
 import { SBOM_LABEL } from '../pkg/build.js';
 import { encodeSbom, mergeSboms, type SpdxDocument } from '../pkg/sbom.js';
@@ -74,7 +75,12 @@ export function systemSbom(name: string, images: Map<string, ResolvedImage>, epo
   return new TextEncoder().encode(encodeSbom(mergeSboms(name, docs, epoch)));
 }
 
-export async function build(opts: BuildOptions): Promise<BuildResult> {
+/** The files images and `files:` sources are read from stay open until the outputs are written. */
+export function build(opts: BuildOptions): Promise<BuildResult> {
+  return withDataFiles(() => buildIn(opts));
+}
+
+async function buildIn(opts: BuildOptions): Promise<BuildResult> {
   checkFormats(opts.formats);
   const files = typeof opts.file === 'string' ? [opts.file] : opts.file;
   const loaded = await loadConfigFiles(files);

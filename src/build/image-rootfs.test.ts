@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { dataBytes } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
 import { imageRootfs } from './image-rootfs.js';
 
@@ -23,8 +24,11 @@ test('docker-build leftovers go, hosts and resolv.conf are fixed, required paths
   const out = imageRootfs(t, { mtime: 0 });
   assert.equal(out.has('Dockerfile'), false);
   assert.equal(out.has('etc/hostname'), false);
-  assert.match(new TextDecoder().decode(out.get('etc/hosts')!.data), /^127\.0\.0\.1\s+localhost/);
-  assert.match(new TextDecoder().decode(out.get('etc/resolv.conf')!.data), /no resolv.conf configured/);
+  assert.match(new TextDecoder().decode(dataBytes(out.get('etc/hosts')!.data)), /^127\.0\.0\.1\s+localhost/);
+  assert.match(
+    new TextDecoder().decode(dataBytes(out.get('etc/resolv.conf')!.data)),
+    /no resolv.conf configured/,
+  );
   for (const d of ['dev', 'dev/pts', 'dev/shm', 'proc', 'sys']) assert.equal(out.get(d)?.kind, 'dir', d);
   assert.equal(out.get('etc/mtab')?.target, '/proc/mounts');
   assert.equal(out.get('bin/x')?.mtime, 5);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from '../../test/helpers.js';
 import { runTool, skipUnless } from '../../test/tools.js';
+import { dataBytes } from '../fs/data.js';
 import type { FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { readDeb } from './deb.js';
@@ -46,7 +47,7 @@ function describe(tree: FsTree): Map<string, string> {
     const common = `${e.mode.toString(8)} ${e.uid}:${e.gid}`;
     if (e.kind === 'dir') out.set(e.path, `dir ${common}`);
     else if (e.kind === 'symlink') out.set(e.path, `symlink -> ${e.target}`);
-    else out.set(e.path, `${e.kind} ${common} ${e.mtime} ${sha256(e.data ?? new Uint8Array())}`);
+    else out.set(e.path, `${e.kind} ${common} ${e.mtime} ${sha256(dataBytes(e.data))}`);
   }
   return out;
 }
@@ -68,7 +69,7 @@ for (const [pkgName, binary] of [
     assert.equal(bin?.mode, 0o755);
     assert.ok((bin?.data?.length ?? 0) > 500_000);
     // an ELF executable
-    assert.deepEqual([...(bin?.data?.subarray(0, 4) ?? [])], [0x7f, 0x45, 0x4c, 0x46]);
+    assert.deepEqual([...dataBytes(bin?.data).subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46]);
     const { skip } = skipUnless('dpkg-deb', 'dpkg');
     if (skip) return t.skip(skip);
     assert.deepEqual(describe(data), extractWithDpkg(deb, pkgName));

@@ -12,6 +12,7 @@
 
 import { readAr } from '../formats/ar.js';
 import { decompress } from '../formats/compress.js';
+import { dataBytes } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import type { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
@@ -51,7 +52,7 @@ export async function readDeb(deb: Uint8Array, name = '.deb'): Promise<DebConten
     const ctlTree = treeFromTar(ctlTar);
     const ctlFile = ctlTree.get('control');
     if (ctlFile?.kind !== 'file' || !ctlFile.data) throw new UserError(`${ctl.name} has no control file`);
-    const stanzas = parseDeb822(new TextDecoder().decode(ctlFile.data), 'control');
+    const stanzas = parseDeb822(new TextDecoder().decode(dataBytes(ctlFile.data)), 'control');
     if (stanzas.length !== 1) throw new UserError(`control file has ${stanzas.length} stanzas, expected 1`);
     return { control: stanzas[0] as Stanza, data: treeFromTar(dataTar) };
   } catch (e) {

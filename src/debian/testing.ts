@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dataBytes } from '../fs/data.js';
 import type { FsTree } from '../fs/tree.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { DebianArchive } from './archive.js';
@@ -47,7 +48,7 @@ export async function debianCloudKernel(): Promise<{ tree: FsTree; vmlinuz: stri
   const vmlinuz = path.join(SHARED_TEST_CACHE, `${image.name}_${image.version}.vmlinuz`);
   if (!existsSync(vmlinuz)) {
     await mkdir(SHARED_TEST_CACHE, { recursive: true });
-    await writeFileAtomic(vmlinuz, kernel.data!);
+    await writeFileAtomic(vmlinuz, dataBytes(kernel.data));
   }
   return { tree, vmlinuz };
 }

@@ -22,12 +22,13 @@
  */
 import { Buffer } from 'node:buffer';
 import path from 'node:path';
+import { dataBytes } from '../fs/data.js';
 import { type FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { gzip } from './compress.js';
 import { encodeQcow2 } from './qcow2.js';
 import { dataBlocks, type SparseImage } from './sparse.js';
-import { writeTar } from './tar.js';
+import { tarChunks, writeTar } from './tar.js';
 import { encodeAzureVhd, encodeDynamicVhd, encodeFixedVhd } from './vhd.js';
 import { encodeVmdk } from './vmdk.js';
 
@@ -65,6 +66,17 @@ export function rootfsTar(
   mtime: number,
   docker = false,
 ): Buffer {
+  return Buffer.concat([...rootfsTarChunks(root, kernel, cmdline, mtime, docker)]);
+}
+
+/** rootfsTar's bytes in pieces, the files' data read as it is reached (see tarChunks). */
+export function rootfsTarChunks(
+  root: FsTree,
+  kernel: Uint8Array | undefined,
+  cmdline: string,
+  mtime: number,
+  docker = false,
+): Generator<Uint8Array> {
   const head: FsEntry[] = [];
   const base = { uid: 0, gid: 0, mtime };
   if (kernel) {
@@ -78,7 +90,7 @@ export function rootfsTar(
   const tail: FsEntry[] = docker
     ? [{ ...base, path: 'Dockerfile', kind: 'file', mode: 0o644, data: utf8(DOCKERFILE) }]
     : [];
-  return writeTar([...head, ...rest, ...tail]);
+  return tarChunks([...head, ...rest, ...tail]);
 }
 
 /** Modules the kernel+squashfs initramfs loads (those the kernel image has), with their deps. */
@@ -137,7 +149,7 @@ export function squashfsInitrdTree(root: FsTree, mtime: number): FsTree {
     if (!m || e.kind !== 'file') continue;
     const dir = path.dirname(e.path);
     const deps = new Map<string, string[]>();
-    for (const line of Buffer.from(e.data!).toString('utf8').split('\n')) {
+    for (const line of Buffer.from(dataBytes(e.data)).toString('utf8').split('\n')) {
       const [file, rest] = line.split(':');
       if (file && rest !== undefined) deps.set(file, [file, ...rest.trim().split(/\s+/).filter(Boolean)]);
     }

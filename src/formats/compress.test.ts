@@ -2,10 +2,22 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import zlib from 'node:zlib';
 import { tempDir } from '../../test/helpers.js';
 import { runToolBytes, skipUnless } from '../../test/tools.js';
 import { UserError } from '../util/errors.js';
-import { compressInitrd, decompress, gzip, gzipParallel, pieceEnds, sniffCompression } from './compress.js';
+import {
+  collect,
+  compressInitrd,
+  decompress,
+  gzip,
+  gzipParallel,
+  gzipStream,
+  initrdStream,
+  pieceEnds,
+  sniffCompression,
+} from './compress.js';
+import { lz4Legacy } from './lz4.js';
 
 /** Run a host tool as a filter. */
 const filter = (cmd: string, args: string[], input: Uint8Array) => runToolBytes(cmd, args, { input });
@@ -172,6 +184,52 @@ describe('gzipParallel', () => {
     );
   });
 
+  it("streams: any split of the input gives the bytes of deflating pieceEnds' pieces", async () => {
+    // The reference: pieceEnds' cuts, each piece deflated with the 32 KiB before it.
+    const reference = (d: Uint8Array) => {
+      const out: Uint8Array[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])];
+      let at = 0;
+      for (const end of pieceEnds(d)) {
+        const dictionary = d.subarray(Math.max(0, at - 32768), at);
+        out.push(
+          zlib.deflateRawSync(d.subarray(at, end), {
+            level: 6,
+            ...(dictionary.length ? { dictionary } : {}),
+            finishFlush: end === d.length ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+          }),
+        );
+        at = end;
+      }
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(zlib.crc32(d), 0);
+      trailer.writeUInt32LE(d.length, 4);
+      return Buffer.concat([...out, trailer]);
+    };
+    let seed = 1;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (const input of [sampleData(5 * MiB + 7), new Uint8Array(4 * MiB + 1), new Uint8Array(0)]) {
+      const want = reference(input);
+      assert.deepEqual(await gzipParallel(input), want);
+      for (const maxPiece of [1, 4096, 300_000, 3 * MiB]) {
+        const chunks: Uint8Array[] = [];
+        for (let at = 0; at < input.length; ) {
+          const n = Math.min(input.length - at, 1 + random(maxPiece));
+          chunks.push(input.subarray(at, at + n));
+          at += n;
+          if (chunks.length > 2000) break; // 1-byte pieces: the start of the input is enough
+        }
+        const part = Buffer.concat(chunks);
+        assert.deepEqual(
+          await collect(gzipStream(chunks)),
+          part.length === input.length ? want : reference(part),
+        );
+      }
+    }
+  });
+
   it('gives the same bytes from its piece cache, and remakes a damaged piece', async () => {
     const cache = tempDir('lk-pieces-');
     const input = sampleData(3 * MiB);
@@ -204,5 +262,16 @@ describe('compressInitrd', () => {
     const lz4 = await compressInitrd(input, 'lz4');
     assert.equal(sniffCompression(lz4), 'lz4-legacy');
     assert.ok(Buffer.from(await decompress(lz4)).equals(input));
+  });
+
+  it('streams each kind: pieces in give the bytes compressInitrd makes of the whole', async () => {
+    const big = Buffer.concat([input, input, input, input, input]); // > one 8 MiB lz4 block
+    const pieces = (d: Uint8Array) =>
+      Array.from({ length: Math.ceil(d.length / 999_999) }, (_, i) =>
+        d.subarray(i * 999_999, (i + 1) * 999_999),
+      );
+    assert.deepEqual(await collect(initrdStream(pieces(big), 'lz4')), Buffer.from(lz4Legacy(big)));
+    assert.deepEqual(await collect(initrdStream(pieces(big), 'gzip')), await compressInitrd(big, 'gzip'));
+    assert.deepEqual(await collect(initrdStream(pieces(big), 'none')), big);
   });
 });

@@ -13,11 +13,12 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readFileChecked, writeFileChecked } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
-import { lz4Legacy, lz4LegacyDecode } from './lz4.js';
+import { lz4LegacyDecode, lz4LegacyStream } from './lz4.js';
 import { crc32 } from './partition.js';
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lz4' | 'lz4-legacy' | 'none';
@@ -175,27 +176,119 @@ export function pieceEnds(d: Uint8Array): number[] {
  * pieces whose bytes changed. The output is the same bytes with or without the cache.
  */
 export async function gzipParallel(data: Uint8Array, level = 6, cacheDir?: string): Promise<Buffer> {
-  const pieces: Promise<Uint8Array>[] = [];
-  let at = 0;
-  for (const end of pieceEnds(data)) {
-    const last = end === data.length;
-    const dictionary = data.subarray(Math.max(0, at - DEFLATE_WINDOW), at);
-    const piece = data.subarray(at, end);
-    const deflate = () =>
+  return collect(gzipStream([data], level, cacheDir));
+}
+
+/** Pieces being deflated at once: enough to keep the thread pool busy, few enough to stay flat. */
+const IN_FLIGHT = 8;
+
+/**
+ * gzipParallel over input that arrives in pieces; yields the gzip stream in order. The cuts,
+ * and so the bytes, are those gzipParallel makes of the whole input; at most IN_FLIGHT pieces
+ * (2 MiB each at most) are held at a time.
+ */
+export async function* gzipStream(
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  level = 6,
+  cacheDir?: string,
+): AsyncGenerator<Uint8Array> {
+  yield Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level >= 9 ? 2 : level <= 1 ? 4 : 0, 3]);
+  const queue: Promise<Uint8Array>[] = [];
+  let crc = 0;
+  let total = 0;
+  let dictionary: Uint8Array = new Uint8Array(0);
+  const deflate = (piece: Uint8Array, last: boolean): Promise<Uint8Array> => {
+    const dict = dictionary;
+    const make = () =>
       deflateRawAsync(piece, {
         level,
         chunkSize: BIG_CHUNK,
-        ...(dictionary.length ? { dictionary } : {}),
+        ...(dict.length ? { dictionary: dict } : {}),
         finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
       });
-    pieces.push(cacheDir ? cachedPiece(cacheDir, [level, last, dictionary, piece], deflate) : deflate());
-    at = end;
+    const out = cacheDir ? cachedPiece(cacheDir, [level, last, dict, piece], make) : make();
+    out.catch(() => {}); // awaited in order below; a failure surfaces there
+    dictionary =
+      piece.length >= DEFLATE_WINDOW
+        ? piece.subarray(piece.length - DEFLATE_WINDOW)
+        : Buffer.concat([dictionary, piece]).subarray(-DEFLATE_WINDOW);
+    return out;
+  };
+  // The piece being filled, and a finished one held back until we know whether it is the last.
+  let parts: Uint8Array[] = [];
+  let have = 0;
+  const gear = { h: 0 };
+  let held: Uint8Array | undefined;
+  for await (const c of chunks) {
+    crc = crc32(c, crc);
+    total += c.length;
+    let from = 0;
+    while (from < c.length) {
+      if (held) {
+        queue.push(deflate(held, false));
+        held = undefined;
+        while (queue.length >= IN_FLIGHT) yield await queue.shift()!;
+      }
+      const cut = findCut(c, from, have, gear);
+      const end = cut < 0 ? c.length : cut;
+      parts.push(c.subarray(from, end));
+      have += end - from;
+      from = end;
+      if (cut >= 0) {
+        held = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
+        parts = [];
+        have = 0;
+        gear.h = 0;
+      }
+    }
   }
-  const header = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level >= 9 ? 2 : level <= 1 ? 4 : 0, 3]);
+  // The last piece: one held back (it ended exactly at the end), else what is left, maybe empty.
+  queue.push(deflate(held ?? Buffer.concat(parts, have), true));
+  for (const p of queue) yield await p;
   const trailer = Buffer.alloc(8);
-  trailer.writeUInt32LE(crc32(data), 0);
-  trailer.writeUInt32LE(data.length >>> 0, 4); // ISIZE is the length mod 2^32
-  return Buffer.concat([header, ...(await Promise.all(pieces)), trailer]);
+  trailer.writeUInt32LE(crc, 0);
+  trailer.writeUInt32LE(total >>> 0, 4); // ISIZE is the length mod 2^32
+  yield trailer;
+}
+
+/** `chunks` through a zlib stream; an error on either side ends the iteration with it. */
+export function pipeThrough(
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  transform: zlib.Gzip | zlib.Gunzip,
+): AsyncIterable<Uint8Array> {
+  const src = Readable.from(chunks);
+  src.on('error', (e) => transform.destroy(e)); // e.g. a source file that changed under us
+  src.pipe(transform);
+  return transform;
+}
+
+/**
+ * Where the piece that has `have` bytes so far ends in c[from..]: the index after its last byte,
+ * or -1 if it goes on past c. The gear hash runs from PIECE_MIN on, the piece stops at PIECE_MAX
+ * (as pieceEnds). A plain function: V8 optimises its loop, which a generator's it does not.
+ */
+function findCut(c: Uint8Array, from: number, have: number, gear: { h: number }): number {
+  let h = gear.h;
+  const start = Math.max(from, from + PIECE_MIN - have);
+  const stop = Math.min(c.length, from + PIECE_MAX - have);
+  let cut = -1;
+  for (let i = start; i < stop; i++) {
+    h = ((h << 1) + GEAR[c[i]!]!) | 0;
+    if ((h & PIECE_MASK) === 0) {
+      cut = i + 1;
+      break;
+    }
+  }
+  if (cut < 0 && stop === from + PIECE_MAX - have) cut = stop;
+  gear.h = h;
+  return cut;
+}
+
+/** All of a stream's bytes in one buffer. */
+export async function collect(chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const out: Uint8Array[] = [];
+  for await (const c of chunks) out.push(c);
+  return Buffer.concat(out);
 }
 
 /** A deflated piece from the cache (checked on read: a damaged file is made again), else made and stored. */
@@ -221,9 +314,6 @@ async function cachedPiece(
 export const INITRD_COMPRESSIONS = ['gzip', 'zstd', 'lz4', 'none'] as const;
 export type InitrdCompression = (typeof INITRD_COMPRESSIONS)[number];
 
-type ZstdCompress = (d: Uint8Array, o?: object) => Buffer;
-const nodeZstdCompress = (zlib as unknown as { zstdCompressSync?: ZstdCompress }).zstdCompressSync;
-
 /** The initrd's cpio, compressed as `-compress` asks. */
 export async function compressInitrd(
   cpio: Uint8Array,
@@ -231,18 +321,34 @@ export async function compressInitrd(
   /** Where gzip keeps compressed pieces for the next build (see gzipParallel). */
   cacheDir?: string,
 ): Promise<Uint8Array> {
+  return kind === 'none' ? cpio : collect(initrdStream([cpio], kind, cacheDir));
+}
+
+type ZstdStream = (o?: object) => zlib.Gzip;
+const nodeZstdStream = (zlib as unknown as { createZstdCompress?: ZstdStream }).createZstdCompress;
+
+/** compressInitrd over a cpio that arrives in pieces: the compressed bytes, in order, as they are made. */
+export async function* initrdStream(
+  cpio: Iterable<Uint8Array>,
+  kind: InitrdCompression,
+  cacheDir?: string,
+): AsyncGenerator<Uint8Array> {
   switch (kind) {
     case 'gzip':
-      return gzipParallel(cpio, 6, cacheDir);
-    case 'zstd':
-      if (!nodeZstdCompress)
+      yield* gzipStream(cpio, 6, cacheDir);
+      return;
+    case 'zstd': {
+      if (!nodeZstdStream)
         throw new UserError(
           `-compress zstd needs Node 22.15 or later (its zlib has zstd); this is Node ${process.versions.node}`,
         );
-      return nodeZstdCompress(cpio);
+      yield* pipeThrough(cpio, nodeZstdStream());
+      return;
+    }
     case 'lz4':
-      return lz4Legacy(cpio);
+      yield* lz4LegacyStream(cpio);
+      return;
     case 'none':
-      return cpio;
+      yield* cpio;
   }
 }

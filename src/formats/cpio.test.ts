@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fsEntry, tempDir } from '../../test/helpers.js';
 import { runTool, skipUnless } from '../../test/tools.js';
+import { dataBytes, FileSlice } from '../fs/data.js';
 import type { FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
-import { readCpio, writeCpio } from './cpio.js';
+import { cpioChunks, readCpio, writeCpio } from './cpio.js';
 
 const work = tempDir('cpio-test-');
 
@@ -33,6 +34,30 @@ function sample(): FsEntry[] {
 
 describe('writeCpio', () => {
   const cpio = writeCpio(sample());
+
+  it('writes the same bytes from data on disk, in pieces of about 1 MiB', () => {
+    // Every file's data as a slice of one file on disk; duplicates are found by content still.
+    const entries = sample();
+    const blobs = entries.filter((e) => e.kind === 'file').map((e) => dataBytes(e.data));
+    const big = Buffer.alloc(2_500_001, 0x42);
+    const file = join(work, 'data');
+    writeFileSync(file, Buffer.concat([...blobs, big]));
+    const all = FileSlice.of(file);
+    let at = 0;
+    const onDisk = entries.map((e) => {
+      if (e.kind !== 'file') return e;
+      const n = e.data!.length;
+      at += n;
+      return { ...e, data: all.slice(at - n, at) };
+    });
+    onDisk.push(fsEntry({ path: 'z-big', kind: 'file', data: all.slice(at) }));
+    const inMemory = [...entries, fsEntry({ path: 'z-big', kind: 'file', data: big })];
+    const pieces = [...cpioChunks(onDisk)];
+    assert.deepEqual(Buffer.concat(pieces), writeCpio(inMemory));
+    assert.ok(pieces.length > 2);
+    for (const p of pieces) assert.ok(p.length <= 1 << 20, `a piece of ${p.length} bytes`);
+    all.file.close();
+  });
   const file = join(work, 'initrd.cpio');
   writeFileSync(file, cpio);
   const back = [...readCpio(cpio)];
@@ -106,7 +131,8 @@ describe('writeCpio', () => {
       cwd: dest,
     });
     for (const s of sample()) {
-      if (s.kind === 'file') assert.deepEqual(readFileSync(join(dest, s.path)), Buffer.from(s.data!), s.path);
+      if (s.kind === 'file')
+        assert.deepEqual(readFileSync(join(dest, s.path)), Buffer.from(dataBytes(s.data)), s.path);
       if (s.kind === 'symlink') assert.equal(readlinkSync(join(dest, s.path)), s.target);
       if (s.kind === 'file' || s.kind === 'dir')
         assert.equal(lstatSync(join(dest, s.path)).mode & 0o7777, s.mode, s.path);

@@ -27,6 +27,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { dataChunks, type FileData } from '../fs/data.js';
 import { FILE_TYPE_BITS, type FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
@@ -69,6 +70,7 @@ function header(f: {
 }
 
 const ZERO4 = Buffer.alloc(4);
+const EMPTY = ZERO4.subarray(0, 0);
 function pad4(n: number): Buffer {
   return ZERO4.subarray(0, (4 - (n % 4)) % 4);
 }
@@ -85,19 +87,33 @@ function check32(path: string, what: string, n: number): number {
  * Empty files are never linked (nothing to save, and linking would tie unrelated files).
  */
 export function writeCpio(entries: Iterable<FsEntry>): Buffer {
+  return Buffer.concat([...cpioChunks(entries)]);
+}
+
+/** Pieces smaller than this are gathered into one of about OUT_CHUNK bytes before they are yielded. */
+const OUT_CHUNK = 1 << 20;
+const SMALL = 256 * 1024;
+
+/**
+ * writeCpio's bytes as a sequence of pieces of about 1 MiB: file data is read (from disk, for
+ * slices) as it is reached, so the archive is never whole in memory.
+ */
+export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
   const list = [...entries].filter((e) => e.path !== '');
 
   // Group candidate duplicates: by size first, hashing only sizes seen more than once.
   const bySize = new Map<number, number>();
   for (const e of list)
     if (e.kind === 'file' && e.data?.length) bySize.set(e.data.length, (bySize.get(e.data.length) ?? 0) + 1);
-  const digestOf = new Map<Uint8Array, string>();
+  const digestOf = new Map<FileData, string>();
   const keyOf = (e: FsEntry): string | undefined => {
     const d = e.data;
     if (e.kind !== 'file' || !d?.length || bySize.get(d.length)! < 2) return undefined;
     let h = digestOf.get(d);
     if (h === undefined) {
-      h = createHash('sha256').update(d).digest('hex');
+      const hash = createHash('sha256');
+      for (const c of dataChunks(d)) hash.update(c);
+      h = hash.digest('hex');
       digestOf.set(d, h);
     }
     // The linked members share one inode, so they must agree on everything the inode holds.
@@ -112,15 +128,32 @@ export function writeCpio(entries: Iterable<FsEntry>): Buffer {
     last.set(k, i);
   });
 
-  const out: Uint8Array[] = [];
+  let batch: Uint8Array[] = [];
+  let batched = 0;
   let pos = 0;
-  const push = (b: Uint8Array) => {
-    out.push(b);
+  /** Queue `b`; returns what is ready to be yielded (the batch once it is big, or a big piece). */
+  const push = (b: Uint8Array): Uint8Array[] => {
     pos += b.length;
+    const ready: Uint8Array[] = [];
+    if (b.length >= SMALL) {
+      if (batched) ready.push(Buffer.concat(batch, batched));
+      ready.push(b);
+      batch = [];
+      batched = 0;
+      return ready;
+    }
+    batch.push(b);
+    batched += b.length;
+    if (batched >= OUT_CHUNK) {
+      ready.push(Buffer.concat(batch, batched));
+      batch = [];
+      batched = 0;
+    }
+    return ready;
   };
   const inoOf = new Map<string, number>();
   let nextIno = 1;
-  list.forEach((e, i) => {
+  for (const [i, e] of list.entries()) {
     const k = keys[i];
     const linked = k !== undefined && count.get(k)! > 1;
     let ino: number;
@@ -128,12 +161,11 @@ export function writeCpio(entries: Iterable<FsEntry>): Buffer {
       ino = inoOf.get(k) ?? nextIno++;
       inoOf.set(k, ino);
     } else ino = nextIno++;
-    let data: Uint8Array;
+    let data: FileData = EMPTY;
     if (e.kind === 'symlink') data = Buffer.from(e.target ?? '');
-    else if (e.kind === 'file' && (!linked || last.get(k!) === i)) data = e.data ?? ZERO4.subarray(0, 0);
-    else data = ZERO4.subarray(0, 0);
+    else if (e.kind === 'file' && (!linked || last.get(k!) === i)) data = e.data ?? EMPTY;
     const name = Buffer.from(`${e.path}\0`);
-    push(
+    yield* push(
       Buffer.from(
         header({
           ino,
@@ -151,15 +183,15 @@ export function writeCpio(entries: Iterable<FsEntry>): Buffer {
         'latin1',
       ),
     );
-    push(name);
-    push(pad4(pos));
+    yield* push(name);
+    yield* push(pad4(pos));
     if (data.length) {
-      push(data);
-      push(pad4(pos));
+      for (const c of dataChunks(data)) yield* push(c);
+      yield* push(pad4(pos));
     }
-  });
+  }
   const tname = Buffer.from(`${TRAILER}\0`);
-  push(
+  yield* push(
     Buffer.from(
       header({
         ino: 0,
@@ -176,9 +208,9 @@ export function writeCpio(entries: Iterable<FsEntry>): Buffer {
       'latin1',
     ),
   );
-  push(tname);
-  push(pad4(pos));
-  return Buffer.concat(out);
+  yield* push(tname);
+  yield* push(pad4(pos));
+  if (batched) yield Buffer.concat(batch, batched);
 }
 
 export interface CpioEntry {

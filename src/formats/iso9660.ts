@@ -38,6 +38,7 @@
  * image is padded to a whole MiB.
  */
 import { Buffer } from 'node:buffer';
+import { dataBytes, type FileData } from '../fs/data.js';
 import { FILE_TYPE_BITS, type FsEntry, type FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { crc32, type MbrPartition, writeMbr } from './partition.js';
@@ -595,7 +596,7 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
     ...[catalogNode, biosNode, efiNode].filter((n): n is Node => n !== undefined),
     ...files.filter((n) => n !== catalogNode && n !== biosNode && n !== efiNode),
   ];
-  const shared = new Map<Uint8Array, number>();
+  const shared = new Map<FileData, number>();
   for (const n of ordered) {
     const data = n.entry.data ?? new Uint8Array(0);
     if (data.length > 0xffffffff) throw new UserError(`ISO: ${n.entry.path} is larger than 4 GiB`);
@@ -689,7 +690,7 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
   // File data.
   for (const n of ordered) {
     const data = n.entry.data;
-    if (data?.length && n !== catalogNode) out.set(data, n.extent * LB);
+    if (data?.length && n !== catalogNode) out.set(dataBytes(data), n.extent * LB);
   }
 
   // Volume descriptors.

@@ -15,6 +15,7 @@
  *
  * The compressor is a greedy one-probe hash matcher like the reference's fast level.
  */
+import { Buffer } from 'node:buffer';
 
 const MAGIC = 0x184c2102;
 /** Input bytes per block: what `lz4 -l` writes and the kernel's decompressor assumes. */
@@ -150,6 +151,36 @@ export function lz4Legacy(data: Uint8Array): Uint8Array {
     op = end;
   }
   return out.slice(0, op);
+}
+
+/** lz4Legacy over a stream of pieces: one block of 8 MiB of input at a time. */
+export function* lz4LegacyStream(chunks: Iterable<Uint8Array>): Generator<Uint8Array> {
+  const magic = new Uint8Array(4);
+  writeU32(magic, 0, MAGIC);
+  yield magic;
+  const table = new Int32Array(1 << HASH_LOG);
+  const encode = (block: Uint8Array) => {
+    const out = new Uint8Array(4 + blockBound(block.length));
+    const end = compressBlock(block, out, 4, table);
+    writeU32(out, 0, end - 4);
+    return out.subarray(0, end);
+  };
+  let parts: Uint8Array[] = [];
+  let have = 0;
+  for (const c of chunks) {
+    for (let at = 0; at < c.length; ) {
+      const take = Math.min(BLOCK_SIZE - have, c.length - at);
+      parts.push(c.subarray(at, at + take));
+      have += take;
+      at += take;
+      if (have === BLOCK_SIZE) {
+        yield encode(Buffer.concat(parts, have));
+        parts = [];
+        have = 0;
+      }
+    }
+  }
+  if (have) yield encode(Buffer.concat(parts, have));
 }
 
 function corrupt(why: string): never {

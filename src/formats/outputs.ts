@@ -10,13 +10,20 @@ import { Buffer } from 'node:buffer';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Assembled } from '../build/assemble.js';
+import { dataBytes } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
 import { writeFilesAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
-import { type DiskFormat, kernelInitrdTar, rootfsTar, squashfsInitrdTree, wrapDisk } from './artifacts.js';
-import { compressInitrd, gzip, type InitrdCompression } from './compress.js';
-import { writeCpio } from './cpio.js';
+import {
+  type DiskFormat,
+  kernelInitrdTar,
+  rootfsTarChunks,
+  squashfsInitrdTree,
+  wrapDisk,
+} from './artifacts.js';
+import { collect, gzip, type InitrdCompression, initrdStream } from './compress.js';
+import { cpioChunks, writeCpio } from './cpio.js';
 import { writeFat } from './fat.js';
 import { writeIso9660 } from './iso9660.js';
 import { GPT_FIRST_USABLE, GPT_TYPES, stableGuid, writeGpt } from './partition.js';
@@ -25,8 +32,10 @@ import { writeSquashfs } from './squashfs.js';
 
 export interface OutputFile {
   path: string;
-  /** Exactly one of data and sparse. */
+  /** Exactly one of data, stream and sparse. */
   data?: Uint8Array;
+  /** Bytes made as the file is written (so a big output is never whole in memory). */
+  stream?: Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
   sparse?: SparseImage;
 }
 
@@ -40,6 +49,11 @@ export interface OutputContext {
   boot: Map<string, FsTree>;
   /** The compressed cpio of the root: built once per build, shared by the formats that need it. */
   initrd(): Uint8Array;
+  /**
+   * The same as the contents of NAME-initrd.img: the bytes when another format needs them too,
+   * else made while the file is written.
+   */
+  initrdFile(): Pick<OutputFile, 'data' | 'stream'>;
 }
 
 export type Writer = (ctx: OutputContext) => OutputFile[];
@@ -57,7 +71,7 @@ function needKernel(system: Assembled, format: string): Uint8Array {
 function bootFile(ctx: OutputContext, pkg: string, file: string): Uint8Array {
   const e = ctx.boot.get(pkg)?.get(file);
   if (e?.kind !== 'file') throw new UserError(`boot loader package ${pkg} has no file /${file}`);
-  return e.data!;
+  return dataBytes(e.data);
 }
 
 /** A tree of plain root-owned files, dated with the build's epoch (the cmdline is fixed data). */
@@ -199,9 +213,9 @@ function wrapped(ctx: OutputContext, format: DiskFormat, raw: SparseImage, infix
 // ---- the map -----------------------------------------------------------------------------------
 
 const writers: Record<string, Writer> = {
-  'kernel+initrd': ({ system, prefix, initrd }) => [
+  'kernel+initrd': ({ system, prefix, initrdFile }) => [
     { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+initrd') },
-    { path: `${prefix}-initrd.img`, data: initrd() },
+    { path: `${prefix}-initrd.img`, ...initrdFile() },
     { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
   ],
   // The root file system as an ISO 9660 (Rock Ridge) image beside the kernel, as upstream.
@@ -223,10 +237,13 @@ const writers: Record<string, Writer> = {
     },
   ],
   tar: ({ system, prefix }) => [
-    { path: `${prefix}.tar`, data: rootfsTar(system.root, system.kernel, system.cmdline, epoch()) },
+    { path: `${prefix}.tar`, stream: rootfsTarChunks(system.root, system.kernel, system.cmdline, epoch()) },
   ],
   docker: ({ system, prefix }) => [
-    { path: `${prefix}.docker`, data: rootfsTar(system.root, system.kernel, system.cmdline, epoch(), true) },
+    {
+      path: `${prefix}.docker`,
+      stream: rootfsTarChunks(system.root, system.kernel, system.cmdline, epoch(), true),
+    },
   ],
   // Root on squashfs; a small initramfs loads the modules it needs and switches to it.
   'kernel+squashfs': ({ system, prefix }) => [
@@ -319,9 +336,13 @@ export async function writeOutputs(
   opts: WriteOptions = {},
 ): Promise<string[]> {
   checkFormats(formats);
-  // Compressed up front, asynchronously, so it can use every core; the writers stay synchronous.
-  const initrd = formats.some((f) => !NO_INITRD.has(f))
-    ? await compressInitrd(writeCpio(system.root.entries()), opts.compress ?? 'gzip', opts.pieceCache)
+  formats = [...new Set(formats)];
+  // The compressed cpio streams straight into NAME-initrd.img (compressed on every core as the
+  // cpio is written). Formats that put it inside an image need its bytes: those are made up front.
+  const stream = () =>
+    initrdStream(cpioChunks(system.root.entries()), opts.compress ?? 'gzip', opts.pieceCache);
+  const initrd = formats.some((f) => !NO_INITRD.has(f) && f !== 'kernel+initrd')
+    ? await collect(stream())
     : undefined;
   const ctx: OutputContext = {
     system,
@@ -332,6 +353,7 @@ export async function writeOutputs(
       if (!initrd) throw new Error('internal error: a format listed in NO_INITRD asked for the initrd');
       return initrd;
     },
+    initrdFile: () => (initrd ? { data: initrd } : { stream: stream() }),
   };
   // Formats may share a file (kernel+initrd and kernel+iso both write NAME-kernel): same bytes
   // are written once; different bytes under one name are an error.
@@ -346,7 +368,12 @@ export async function writeOutputs(
     } else if (!(prev.data && f.data && Buffer.from(prev.data).equals(f.data)))
       throw new UserError(`two formats write ${f.path}: build them separately`);
   }
-  await writeFilesAtomic(files.filter((f) => f.data).map((f) => ({ path: f.path, data: f.data! })));
+  await writeFilesAtomic(
+    files.flatMap((f) => {
+      const data = f.data ?? f.stream;
+      return data ? [{ path: f.path, data }] : [];
+    }),
+  );
   for (const f of files) if (f.sparse) await writeSparseFile(f.path, f.sparse);
   return files.map((f) => f.path);
 }

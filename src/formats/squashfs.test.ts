@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import { fsEntry, tempDir } from '../../test/helpers.js';
 import { hostHas, runTool, skipUnless } from '../../test/tools.js';
+import { dataBytes } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
 import { writeSquashfs } from './squashfs.js';
 
@@ -103,7 +104,7 @@ describe('squashfs', skipUnless('unsquashfs', 'squashfs-tools'), () => {
       const p = path.join(out, e.path);
       const st = lstatSync(p);
       assert.equal(st.mode & 0o7777, e.mode, e.path);
-      if (e.kind === 'file') assert.ok(readFileSync(p).equals(Buffer.from(e.data!)), e.path);
+      if (e.kind === 'file') assert.ok(readFileSync(p).equals(Buffer.from(dataBytes(e.data))), e.path);
       if (e.kind === 'symlink') assert.equal(readlinkSync(p), e.target);
       if (e.path === 'dev/null') assert.equal(st.rdev, (1 << 8) | 3);
       // glibc makedev(8, 300): minor's low byte, major << 8, minor's high bits << 12

@@ -38,6 +38,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
+import { dataBytes } from '../fs/data.js';
 import type { FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
@@ -313,7 +314,7 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
     const ext = xi !== NO_FRAGMENT;
     switch (ent.kind) {
       case 'file': {
-        const d = ent.data ?? new Uint8Array(0);
+        const d = dataBytes(ent.data);
         const { start, sizes } = d.length ? writeData(d) : { start: 0, sizes: [] };
         if (ext || d.length > 0xffffffff || start > 0xffffffff) {
           const b = header(9, ent, n.ino, 40 + sizes.length * 4);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fsEntry, tempDir } from '../../test/helpers.js';
 import { runTool, skipUnless } from '../../test/tools.js';
+import { CHUNK, dataBytes, type FileData, FileSlice } from '../fs/data.js';
 import type { FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { readTar, type TarEntry, writeTar } from './tar.js';
@@ -32,7 +33,7 @@ function makeSourceTree(): string {
   return src;
 }
 
-function byName(entries: TarEntry[]): Map<string, TarEntry> {
+function byName<E extends TarEntry<FileData>>(entries: E[]): Map<string, E> {
   return new Map(entries.map((e) => [e.name.replace(/^\.\//, '').replace(/\/$/, ''), e]));
 }
 
@@ -91,6 +92,36 @@ describe('readTar', skipUnless('tar', 'tar'), () => {
       }
     });
   }
+
+  it("reads a slice of a file as it reads bytes, leaving the members' data on disk", () => {
+    // pax records, GNU long names and a member bigger than the read window, at an offset in a file.
+    const big = Buffer.alloc(3 * CHUNK + 123, 0x61);
+    writeFileSync(join(src, 'big'), big);
+    const tars = ['pax', 'gnu'].map((format) => {
+      const out = join(work, `slice-${format}.tar`);
+      runTool('tar', ['-cf', out, `--format=${format}`, ...common]);
+      return readFileSync(out);
+    });
+    const junk = Buffer.alloc(777, 0xee);
+    const file = join(work, 'slices');
+    writeFileSync(file, Buffer.concat([junk, tars[0]!, junk, tars[1]!, junk]));
+    const whole = FileSlice.of(file);
+    let at = junk.length;
+    for (const tar of tars) {
+      const fromFile = [...readTar(whole.slice(at, at + tar.length))];
+      const fromMemory = [...readTar(tar)];
+      assert.equal(fromFile.length, fromMemory.length);
+      fromFile.forEach((f, i) => {
+        const m = fromMemory[i]!;
+        assert.ok(f.data instanceof FileSlice);
+        assert.deepEqual({ ...f, data: undefined }, { ...m, data: undefined });
+        assert.deepEqual(dataBytes(f.data), m.data, m.name);
+      });
+      assert.equal(byName(fromFile).get('big')?.data.length, big.length);
+      at += tar.length + junk.length;
+    }
+    whole.file.close();
+  });
 
   it('reads ustar prefix/name splits and old-style entries', () => {
     const out = join(work, 'ustar.tar');
@@ -193,7 +224,7 @@ describe('writeTar', () => {
         assert.equal(r.linkname, 'etc/a');
       } else assert.equal(r.kind, e.kind, e.path);
       if (e.kind === 'file' && e.path !== 'etc/b')
-        assert.deepEqual(Buffer.from(r.data), Buffer.from(e.data!));
+        assert.deepEqual(Buffer.from(r.data), Buffer.from(dataBytes(e.data)));
       if (e.kind === 'symlink') assert.equal(r.linkname, e.target);
       if (e.devmajor !== undefined) assert.deepEqual([r.devmajor, r.devminor], [e.devmajor, e.devminor]);
       assert.deepEqual(
@@ -260,7 +291,7 @@ describe('writeTar', () => {
       runTool(tool, ['-xf', file, '-C', dest, ...args]);
       for (const e of entries) {
         if (e.kind !== 'file') continue;
-        assert.deepEqual(readFileSync(join(dest, e.path)), Buffer.from(e.data!), e.path);
+        assert.deepEqual(readFileSync(join(dest, e.path)), Buffer.from(dataBytes(e.data)), e.path);
       }
       assert.equal(statSync(join(dest, 'etc/a')).ino, statSync(join(dest, 'etc/b')).ino);
       assert.notEqual(statSync(join(dest, 'etc/a')).ino, statSync(join(dest, 'etc/c')).ino);

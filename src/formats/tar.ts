@@ -36,10 +36,11 @@
  * records are validated but not applied, as GNU tar, bsdtar and Go's archive/tar do.
  */
 import { Buffer } from 'node:buffer';
+import { CHUNK, dataChunks, type FileData, FileSlice } from '../fs/data.js';
 import type { FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
-export interface TarEntry {
+export interface TarEntry<D extends FileData = Uint8Array> {
   /** Raw path as stored, after pax/GNU long-name handling. */
   name: string;
   kind: 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
@@ -53,8 +54,8 @@ export interface TarEntry {
   devmajor?: number;
   devminor?: number;
   xattrs?: Record<string, Uint8Array>;
-  /** A subarray of the input, not a copy. */
-  data: Uint8Array;
+  /** A subarray (or sub-slice) of the input, not a copy. */
+  data: D;
 }
 
 const BLOCK = 512;
@@ -160,18 +161,57 @@ const KINDS: Record<string, TarEntry['kind']> = {
 
 const NO_PAX = new Map<string, Uint8Array>();
 
-/** Read every member of a tar archive. Entries' data are subarrays of `buf`. */
-export function* readTar(buf: Uint8Array): Generator<TarEntry> {
+/** Where readTar reads from: bytes in memory, or a slice of a file read window by window. */
+interface TarSource<D extends FileData> {
+  size: number;
+  /** `len` bytes at `off`, valid until the next call. */
+  bytes(off: number, len: number): Uint8Array;
+  /** The member data at `off` as the caller's form: a subarray, or a sub-slice of the file. */
+  data(off: number, len: number): D;
+}
+
+function memorySource(buf: Uint8Array): TarSource<Uint8Array> {
+  const sub = (off: number, len: number) => buf.subarray(off, off + len);
+  return { size: buf.length, bytes: sub, data: sub };
+}
+
+/** Headers are read a window at a time; the data of members in between is never read. */
+function fileSource(slice: FileSlice): TarSource<FileSlice> {
+  let start = 0;
+  let window: Uint8Array = new Uint8Array(0);
+  return {
+    size: slice.length,
+    bytes(off, len) {
+      if (off < start || off + len > start + window.length) {
+        start = off;
+        window = slice.file.read(slice.offset + off, Math.min(Math.max(len, CHUNK), slice.length - off));
+      }
+      return window.subarray(off - start, off - start + len);
+    },
+    data: (off, len) => slice.slice(off, off + len),
+  };
+}
+
+/**
+ * Read every member of a tar archive. Entries' data are subarrays of `buf`, or, for a slice of
+ * a file, slices of that file (the archive's data is not read).
+ */
+export function readTar(buf: Uint8Array): Generator<TarEntry>;
+export function readTar(buf: FileSlice): Generator<TarEntry<FileSlice>>;
+export function readTar(buf: FileData): Generator<TarEntry<FileData>>;
+export function* readTar(input: FileData): Generator<TarEntry<FileData>> {
+  const src: TarSource<FileData> = input instanceof FileSlice ? fileSource(input) : memorySource(input);
   let off = 0;
   let local: Map<string, Uint8Array> | undefined;
   let longName: string | undefined;
   let longLink: string | undefined;
-  while (off < buf.length) {
-    if (buf.length - off < BLOCK) {
-      if (isZero(buf.subarray(off))) return;
+  while (off < src.size) {
+    if (src.size - off < BLOCK) {
+      if (isZero(src.bytes(off, src.size - off))) return;
       throw new UserError(`tar: truncated header at offset ${off}`);
     }
-    const h = buf.subarray(off, off + BLOCK);
+    // A copy: the header outlives the window once the member's meta data is read.
+    const h = new Uint8Array(src.bytes(off, BLOCK));
     if (isZero(h)) return; // end-of-archive marker (the second zero block need not be read)
     if (!checksumOk(h, off))
       throw new UserError(`tar: bad header checksum at offset ${off} (not a tar archive?)`);
@@ -185,27 +225,27 @@ export function* readTar(buf: Uint8Array): Generator<TarEntry> {
     const size = paxSize ? paxInt(paxSize, 'size', at) : sizeField;
     const dataStart = off + BLOCK;
     const dataEnd = dataStart + size;
-    if (size < 0 || dataEnd > buf.length)
-      throw new UserError(`tar: truncated data of member at offset ${at}`);
-    const data = buf.subarray(dataStart, dataEnd);
+    if (size < 0 || dataEnd > src.size) throw new UserError(`tar: truncated data of member at offset ${at}`);
+    // Meta members' records are read (and copied: pax values outlive the window).
+    const meta = isMeta ? new Uint8Array(src.bytes(dataStart, size)) : undefined;
     off = dataStart + Math.ceil(size / BLOCK) * BLOCK;
 
     if (type === 'x') {
-      local = parsePax(data, at);
+      local = parsePax(meta!, at);
       continue;
     }
     if (type === 'g') {
       // Checked but not applied: GNU tar, bsdtar and Go's archive/tar (so containerd) all
       // ignore global records when listing or extracting, and we must see what they see.
-      parsePax(data, at);
+      parsePax(meta!, at);
       continue;
     }
     if (type === 'L') {
-      longName = cstr(data);
+      longName = cstr(meta!);
       continue;
     }
     if (type === 'K') {
-      longLink = cstr(data);
+      longLink = cstr(meta!);
       continue;
     }
     if (type === 'V') continue; // GNU volume label: not a member
@@ -230,7 +270,7 @@ export function* readTar(buf: Uint8Array): Generator<TarEntry> {
       kind = 'file'; // POSIX: unknown types are read as regular files
     }
     if (kind === 'file' && (type === '0' || type === '\0') && name.endsWith('/')) kind = 'dir'; // pre-POSIX dirs
-    const entry: TarEntry = {
+    const entry: TarEntry<FileData> = {
       name,
       kind,
       mode: parseNumber(h.subarray(100, 108), 'mode', at) & 0o7777,
@@ -240,7 +280,7 @@ export function* readTar(buf: Uint8Array): Generator<TarEntry> {
         ? paxInt(pax.get('mtime')!, 'mtime', at, true)
         : parseNumber(h.subarray(136, 148), 'mtime', at),
       size: kind === 'file' ? size : 0,
-      data: kind === 'file' ? data : data.subarray(0, 0),
+      data: src.data(dataStart, kind === 'file' ? size : 0),
     };
     if (kind === 'symlink' || kind === 'hardlink') {
       const paxLink = pax.get('linkpath');
@@ -443,8 +483,12 @@ export const TAR_END = Buffer.alloc(2 * BLOCK);
  * File entries sharing the very same `data` object as an earlier file become hard links to it.
  */
 export function writeTar(entries: Iterable<FsEntry>): Buffer {
-  const out: Uint8Array[] = [];
-  const firstPath = new Map<Uint8Array, string>();
+  return Buffer.concat([...tarChunks(entries)]);
+}
+
+/** writeTar's bytes as a sequence of pieces: file data is read (from disk) as it is reached. */
+export function* tarChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
+  const firstPath = new Map<FileData, string>();
   for (const e of entries) {
     if (e.path === '') continue; // the root is implicit
     const base = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs: e.xattrs };
@@ -454,49 +498,43 @@ export function writeTar(entries: Iterable<FsEntry>): Buffer {
         const first = firstPath.get(data);
         if (first !== undefined) {
           // xattrs belong to the inode: the first header already carries them.
-          out.push(
-            encodeTarHeader({
-              ...base,
-              xattrs: undefined,
-              path: e.path,
-              kind: 'hardlink',
-              size: 0,
-              linkname: first,
-            }),
-          );
+          yield encodeTarHeader({
+            ...base,
+            xattrs: undefined,
+            path: e.path,
+            kind: 'hardlink',
+            size: 0,
+            linkname: first,
+          });
           break;
         }
         firstPath.set(data, e.path);
-        out.push(encodeTarHeader({ ...base, path: e.path, kind: 'file', size: data.length }), data);
-        out.push(padding(data.length));
+        yield encodeTarHeader({ ...base, path: e.path, kind: 'file', size: data.length });
+        yield* dataChunks(data);
+        yield padding(data.length);
         break;
       }
       case 'dir':
-        out.push(encodeTarHeader({ ...base, path: `${e.path}/`, kind: 'dir', size: 0 }));
+        yield encodeTarHeader({ ...base, path: `${e.path}/`, kind: 'dir', size: 0 });
         break;
       case 'symlink':
-        out.push(
-          encodeTarHeader({ ...base, path: e.path, kind: 'symlink', size: 0, linkname: e.target ?? '' }),
-        );
+        yield encodeTarHeader({ ...base, path: e.path, kind: 'symlink', size: 0, linkname: e.target ?? '' });
         break;
       case 'char':
       case 'block':
-        out.push(
-          encodeTarHeader({
-            ...base,
-            path: e.path,
-            kind: e.kind,
-            size: 0,
-            devmajor: e.devmajor ?? 0,
-            devminor: e.devminor ?? 0,
-          }),
-        );
+        yield encodeTarHeader({
+          ...base,
+          path: e.path,
+          kind: e.kind,
+          size: 0,
+          devmajor: e.devmajor ?? 0,
+          devminor: e.devminor ?? 0,
+        });
         break;
       case 'fifo':
-        out.push(encodeTarHeader({ ...base, path: e.path, kind: 'fifo', size: 0 }));
+        yield encodeTarHeader({ ...base, path: e.path, kind: 'fifo', size: 0 });
         break;
     }
   }
-  out.push(TAR_END);
-  return Buffer.concat(out);
+  yield TAR_END;
 }

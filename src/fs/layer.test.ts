@@ -6,6 +6,7 @@ import { tempDir } from '../../test/helpers.js';
 import { runTool, skipUnless } from '../../test/tools.js';
 import { encodeTarHeader, readTar, TAR_END, type TarHeaderInput, tarPadding } from '../formats/tar.js';
 import { UserError } from '../util/errors.js';
+import { dataBytes } from './data.js';
 import { applyLayer, treeFromTar, treeToTar } from './layer.js';
 import type { FsTree } from './tree.js';
 
@@ -25,7 +26,7 @@ function layer(...members: Member[]): Buffer {
   return Buffer.concat(out);
 }
 
-const text = (t: FsTree, p: string) => Buffer.from(t.get(p)!.data!).toString();
+const text = (t: FsTree, p: string) => Buffer.from(dataBytes(t.get(p)!.data)).toString();
 const paths = (t: FsTree) => t.entries().map((e) => e.path);
 
 const work = tempDir('layer-test-');

@@ -13,6 +13,7 @@
 import type { Buffer } from 'node:buffer';
 import { readTar, writeTar } from '../formats/tar.js';
 import { UserError } from '../util/errors.js';
+import type { FileData } from './data.js';
 import { type FsEntry, FsTree, normalisePath, parentOf } from './tree.js';
 
 const WH = '.wh.';
@@ -34,8 +35,11 @@ function checkParents(tree: FsTree, path: string, raw: string): void {
   }
 }
 
-/** Apply one already decompressed layer tar to `tree`. */
-export function applyLayer(tree: FsTree, tar: Uint8Array): void {
+/**
+ * Apply one already decompressed layer tar to `tree`. From a slice of a file on disk, entries'
+ * data stay slices of that file: the layer's contents are not read into memory.
+ */
+export function applyLayer(tree: FsTree, tar: FileData): void {
   // Pass 1: the whiteouts, which only ever apply to lower layers, so they go first whatever
   // their place in the tar (a layer may list `d/x` before `d/.wh..wh..opq`).
   for (const t of readTar(tar)) {
@@ -101,7 +105,7 @@ export function applyLayer(tree: FsTree, tar: Uint8Array): void {
 }
 
 /** A fresh tree holding one layer. */
-export function treeFromTar(tar: Uint8Array): FsTree {
+export function treeFromTar(tar: FileData): FsTree {
   const tree = new FsTree();
   applyLayer(tree, tar);
   return tree;

@@ -8,6 +8,7 @@
  * the same `data` object, and writers may store identical contents once.
  */
 import { UserError } from '../util/errors.js';
+import type { FileData } from './data.js';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo';
 
@@ -20,8 +21,8 @@ export interface FsEntry {
   gid: number;
   /** Seconds since the epoch. */
   mtime: number;
-  /** File contents (kind 'file' only). */
-  data?: Uint8Array;
+  /** File contents (kind 'file' only): bytes, or a slice of a file on disk (see data.ts). */
+  data?: FileData;
   /** Symlink target, exactly as stored (kind 'symlink' only). */
   target?: string;
   devmajor?: number;

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { runTool, runToolBytes, skipUnless } from '../../test/tools.js';
+import { dataBytes, FileSlice, withDataFiles } from '../fs/data.js';
 import { UserError } from '../util/errors.js';
 import { sha256Digest } from './digest.js';
 import { imageTree, loadImage, writeImage } from './image.js';
@@ -134,13 +135,44 @@ test('loadImage follows the index to linux/amd64; imageTree applies the layers i
   assert.equal(img.digest, index.manifests[0]?.digest);
   assert.deepEqual(img.config.config?.Entrypoint, ['/bin/sh']);
   const tree = await imageTree(s, img.manifest);
-  assert.equal(Buffer.from(tree.get('etc/hello')?.data ?? []).toString(), 'hello again\n');
+  assert.equal(Buffer.from(dataBytes(tree.get('etc/hello')?.data)).toString(), 'hello again\n');
   assert.equal(tree.has('etc/gone'), false, 'the whiteout removed etc/gone');
   assert.equal(await loadImage(s, 'linuxkit/test:nope'), undefined);
   await assert.rejects(
     loadImage(s, 'linuxkit/test:abc', { os: 'linux', architecture: 'arm64' }),
     (e: unknown) => e instanceof UserError && /arm64/.test(e.message) && /linux\/amd64/.test(e.message),
   );
+});
+
+test('imageTree keeps layers on disk: past the memory budget, file data are slices of the unpacked tars', async () => {
+  const s = await newStore();
+  const d = await writeImage(s, { layers: [tarA, tarB], config: CONFIG, created: 0 });
+  await s.tag('t:disk', d);
+  const img = (await loadImage(s, 't:disk'))!;
+  const derived = join(s.dir, 'derived', 'layers');
+  // writeImage kept the tars it had; a pulled image's are unpacked (streamed) on first use.
+  for (const fresh of [false, true]) {
+    if (fresh) await rm(derived, { recursive: true });
+    await withDataFiles(async () => {
+      const tree = await imageTree(s, img.manifest);
+      const hello = tree.get('etc/hello')?.data;
+      assert.ok(hello instanceof FileSlice);
+      assert.equal(Buffer.from(dataBytes(hello)).toString(), 'hello again\n');
+      assert.equal(tree.has('etc/gone'), false);
+    }, 0);
+    const tars = (await readdir(derived)).sort();
+    assert.equal(tars.length, 2);
+    const have = await Promise.all(tars.map((f) => readFile(join(derived, f))));
+    assert.deepEqual(
+      new Set(have.map((b) => sha256Digest(b))),
+      new Set([sha256Digest(tarA), sha256Digest(tarB)]),
+    );
+  }
+  // Within the budget, layers are read whole (one read, not one per file).
+  await withDataFiles(async () => {
+    const tree = await imageTree(s, img.manifest);
+    assert.ok(tree.get('etc/hello')?.data instanceof Uint8Array);
+  });
 });
 
 test(
@@ -192,7 +224,7 @@ test('an image skopeo writes into an OCI layout loads back', needSkopeo, async (
   assert.ok(got);
   assert.equal(got.digest, want.digest);
   const tree = await imageTree(b, got.manifest);
-  assert.equal(Buffer.from(tree.get('etc/hello')?.data ?? []).toString(), 'hello again\n');
+  assert.equal(Buffer.from(dataBytes(tree.get('etc/hello')?.data)).toString(), 'hello again\n');
 
   // --all keeps the index; a fully expanded name written by skopeo resolves as we record it
   skopeo('copy', '--all', `oci:${a.dir}:docker.io/linuxkit/init:v1`, `oci:${bDir}:docker.io/x/y:z`);

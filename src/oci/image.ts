@@ -10,11 +10,19 @@
  * JSON is written compactly with a fixed member order, so identical inputs give identical
  * digests on every run and machine.
  */
-import { decompress, gzip } from '../formats/compress.js';
+import { createHash } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { decompress, gzip, pipeThrough, sniffCompression } from '../formats/compress.js';
+import { dataBytes, FileSlice, takeMemory } from '../fs/data.js';
 import { applyLayer } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
-import { sha256Digest } from './digest.js';
+import { parseDigest, sha256Digest } from './digest.js';
 import type { ImageStore } from './layout.js';
 import {
   type ContainerConfig,
@@ -91,6 +99,10 @@ export async function writeImage(store: ImageStore, opts: WriteImageOptions): Pr
     diffIds.push(sha256Digest(tar));
     const { digest, size } = await store.writeBlob(gzip(tar, 6));
     layers.push({ mediaType: MEDIA_TYPE.layerGzip, digest, size });
+    // The tar we have is the one imageTree would unpack again: keep it (see layerFile).
+    const file = await derivedLayerPath(store, digest);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, tar);
   }
   const config: ImageConfig = {
     created,
@@ -177,12 +189,86 @@ export async function loadImage(
   }
 }
 
-/** The image's filesystem: every layer decompressed and applied in order (whiteouts honoured). */
+/**
+ * The image's filesystem: every layer applied in order (whiteouts honoured). The layers'
+ * uncompressed tars are files on disk (see layerFile). Beyond the build's memory budget, the
+ * tree's file data are slices of them, read only when the outputs are written.
+ */
 export async function imageTree(store: ImageStore, manifest: Manifest): Promise<FsTree> {
   const tree = new FsTree();
-  for (const layer of manifest.layers) {
-    const blob = await store.readBlob(layer.digest);
-    applyLayer(tree, await decompress(blob));
-  }
+  const tars = await Promise.all(manifest.layers.map((l) => layerFile(store, l.digest)));
+  // Layers that fit the build's memory budget are read whole: one read instead of one per file.
+  for (const tar of tars) applyLayer(tree, takeMemory(tar.length) ? dataBytes(tar) : tar);
   return tree;
+}
+
+/**
+ * Where a layer's uncompressed tar is kept: derived/layers/, named by the blob's digest and by
+ * its file's identity (inode, change time, size). A blob that is written again (repaired, or
+ * tampered with) so no longer matches, and its tar is made again from it, checking its digest.
+ */
+async function derivedLayerPath(store: ImageStore, digest: string): Promise<string> {
+  const blob = store.blobPath(digest);
+  let st: BigIntStats;
+  try {
+    st = await stat(blob, { bigint: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new UserError(`blob ${digest} is not in the image cache (${blob})`);
+    throw e;
+  }
+  const { algorithm, hex } = parseDigest(digest);
+  const id = `${st.ino.toString(16)}-${st.ctimeNs.toString(16)}-${st.size.toString(16)}`;
+  return path.join(store.dir, 'derived', 'layers', `${algorithm}-${hex}-${id}.tar`);
+}
+
+/** A layer's uncompressed tar as a file on disk: made from its blob (digest checked) the first time. */
+export async function layerFile(store: ImageStore, digest: string): Promise<FileSlice> {
+  const file = await derivedLayerPath(store, digest);
+  try {
+    return FileSlice.of(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await mkdir(path.dirname(file), { recursive: true });
+  const blob = store.blobPath(digest);
+  const head = Buffer.alloc(6);
+  const fh = await open(blob, 'r');
+  try {
+    await fh.read(head, 0, 6, 0);
+  } finally {
+    await fh.close();
+  }
+  const kind = sniffCompression(head);
+  if (kind === 'gzip' || kind === 'none') {
+    // Streamed: hashed as it is read, unpacked as it is written; flat in memory however big.
+    const { algorithm } = parseDigest(digest);
+    const hash = createHash(algorithm);
+    const check = async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        hash.update(c);
+        yield c;
+      }
+    };
+    const read = check(createReadStream(blob, { highWaterMark: 1 << 20 }));
+    const tar = kind === 'gzip' ? pipeThrough(read, createGunzip({ chunkSize: 1 << 20 })) : read;
+    await writeFileAtomic(file, {
+      async *[Symbol.asyncIterator]() {
+        try {
+          yield* tar;
+        } catch (e) {
+          throw new UserError(`layer ${digest}: corrupt ${kind} data: ${(e as Error).message}`);
+        }
+        const actual = `${algorithm}:${hash.digest('hex')}`;
+        if (actual !== digest)
+          throw new UserError(
+            `blob ${digest} in the image cache is corrupt: its content hashes to ${actual} (${blob}); delete the file and pull or build again`,
+          );
+      },
+    });
+  } else {
+    // xz and zstd (Node 20 has no zstd stream): in memory, as the blob's digest is checked.
+    await writeFileAtomic(file, await decompress(await store.readBlob(digest)));
+  }
+  return FileSlice.of(file);
 }

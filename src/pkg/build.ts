@@ -10,6 +10,7 @@ import path from 'node:path';
 import { DebianArchive, type PackageInfo } from '../debian/archive.js';
 import { readDeb } from '../debian/deb.js';
 import { resolve as resolveDeps } from '../debian/resolve.js';
+import { dataBytes } from '../fs/data.js';
 import { treeToTar } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
 import { writeImage } from '../oci/image.js';
@@ -286,7 +287,7 @@ async function packageTree(plan: PkgPlan, licences: Map<string, string>): Promis
       const name = plan.debs[i]!.name;
       const { data } = await readDeb(debs[i]!, name);
       const copyright = data.get(`usr/share/doc/${name}/copyright`)?.data;
-      if (copyright) licences.set(name, licenceFromCopyright(new TextDecoder().decode(copyright)));
+      if (copyright) licences.set(name, licenceFromCopyright(new TextDecoder().decode(dataBytes(copyright))));
       for (const e of data.entries()) if (!pruned(e.path)) tree.set(e);
     }
   }
@@ -305,7 +306,7 @@ async function packageTree(plan: PkgPlan, licences: Map<string, string>): Promis
         throw new UserError(`${f.path}: concat ${JSON.stringify(f.concat)} matches no file`);
       const chunks: Uint8Array[] = [];
       for (const e of parts) {
-        const d = e.data ?? new Uint8Array();
+        const d = dataBytes(e.data);
         chunks.push(d);
         if (d.length > 0 && d[d.length - 1] !== 0x0a) chunks.push(new Uint8Array([0x0a]));
       }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { runTool, skipUnless } from '../../test/tools.js';
 import { debianCloudKernel } from '../debian/testing.js';
+import { dataBytes } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import { kernelImageTree } from './kernel.js';
 
@@ -19,7 +20,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
   const pkg = (await debianCloudKernel()).tree;
   const wanted = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_console', 'virtio_rng', 'overlay'];
   const img = kernelImageTree(pkg, wanted);
-  const kernel = img.get('kernel')!.data!;
+  const kernel = dataBytes(img.get('kernel')!.data);
   // A bzImage: the boot sector signature and "HdrS" at 0x202.
   assert.equal(Buffer.from(kernel).readUInt16LE(0x1fe), 0xaa55);
   assert.equal(Buffer.from(kernel).toString('latin1', 0x202, 0x206), 'HdrS');
@@ -29,7 +30,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
   const version = dep.path.split('/')[2]!;
   const ours = new Map(
     new TextDecoder()
-      .decode(dep.data)
+      .decode(dataBytes(dep.data))
       .trim()
       .split('\n')
       .map((l) => {
@@ -41,7 +42,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
   assert.equal(kos.length, ours.size, 'every shipped module has a modules.dep line');
   assert.ok(kos.length >= wanted.length && kos.length < 30, `a small closure, got ${kos.length}`);
   assert.equal(
-    new TextDecoder().decode(mods.get('etc/modules-load.d/linuxkit.conf')!.data),
+    new TextDecoder().decode(dataBytes(mods.get('etc/modules-load.d/linuxkit.conf')!.data)),
     `${wanted.join('\n')}\n`,
   );
 
@@ -51,7 +52,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
     for (const e of pkg.entries()) {
       if (!e.path.startsWith(`lib/modules/${version}/`) || e.kind !== 'file') continue;
       await mkdir(path.join(root, path.dirname(e.path)), { recursive: true });
-      await writeFile(path.join(root, e.path), e.data!);
+      await writeFile(path.join(root, e.path), dataBytes(e.data));
     }
     runTool('depmod', ['-b', root, version]);
     const { readFile } = await import('node:fs/promises');

@@ -8,6 +8,8 @@
  *                e.g. by a container) but are not loaded at boot.
  * Shipping all 1,100 modules would put ~91 MB into every image; the virtio set is ~1 MB.
  */
+
+import { dataBytes } from '../fs/data.js';
 import { treeToTar } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
@@ -26,9 +28,10 @@ export function kernelImageTree(pkg: FsTree, wanted: string[], extra: string[] =
   const koFiles = pkg
     .entries()
     .filter((e) => e.kind === 'file' && e.path.startsWith(`${modRoot}/`) && e.path.endsWith('.ko'))
-    .map((e) => ({ path: e.path.slice(modRoot.length + 1), data: e.data! }));
+    .map((e) => ({ path: e.path.slice(modRoot.length + 1), data: dataBytes(e.data) }));
   const index = indexModules(koFiles);
-  const builtinText = pkg.get(`${modRoot}/modules.builtin`)?.data;
+  const builtinEntry = pkg.get(`${modRoot}/modules.builtin`);
+  const builtinText = builtinEntry?.data ? dataBytes(builtinEntry.data) : undefined;
   const builtin = new Set(
     builtinText
       ? new TextDecoder()

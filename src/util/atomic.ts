@@ -13,20 +13,44 @@ function tempName(target: string): string {
   );
 }
 
-async function writeSynced(file: string, chunks: Iterable<Uint8Array>): Promise<void> {
+/** What a file is written from: its bytes, or its bytes in pieces (made as they are written). */
+export type FileContents = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/** Small pieces are gathered up to this size: one write each would cost a thread-pool round trip. */
+const WRITE_BATCH = 1 << 20;
+
+async function writeSynced(
+  file: string,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<void> {
   const fh = await open(file, 'wx', 0o644);
   try {
-    for (const c of chunks) await fh.write(c);
+    let batch: Uint8Array[] = [];
+    let batched = 0;
+    const flush = async () => {
+      if (batch.length === 1) await fh.write(batch[0]!);
+      else if (batch.length) await fh.write(Buffer.concat(batch, batched));
+      batch = [];
+      batched = 0;
+    };
+    for await (const c of chunks) {
+      if (c.length >= WRITE_BATCH) {
+        await flush();
+        await fh.write(c);
+        continue;
+      }
+      batch.push(c);
+      batched += c.length;
+      if (batched >= WRITE_BATCH) await flush();
+    }
+    await flush();
     await fh.sync();
   } finally {
     await fh.close();
   }
 }
 
-export async function writeFileAtomic(
-  target: string,
-  data: Uint8Array | Iterable<Uint8Array>,
-): Promise<void> {
+export async function writeFileAtomic(target: string, data: FileContents): Promise<void> {
   await writeFilesAtomic([{ path: target, data }]);
 }
 
@@ -34,9 +58,7 @@ export async function writeFileAtomic(
  * Write several files so that either all of them are replaced or none is: everything is written
  * to temp files first; only when all succeeded are they renamed into place.
  */
-export async function writeFilesAtomic(
-  files: { path: string; data: Uint8Array | Iterable<Uint8Array> }[],
-): Promise<void> {
+export async function writeFilesAtomic(files: { path: string; data: FileContents }[]): Promise<void> {
   const temps: string[] = [];
   try {
     for (const f of files) {
