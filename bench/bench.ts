@@ -9,9 +9,22 @@
  * under the accelerator in use (minimal: to `suite PASSED` and to power-off; sshd: until an ssh
  * login with a key given in the YAML succeeds), and the floors over the same uncompressed cpio:
  * `gzip -6` and `lz4 -l -1` (the host tools), and our own in-process gzip, timed alone.
+ * Then memory as the image grows: minimal.yml with 256 MB and 1 GB of random data added (64 MB
+ * with `--quick`), time and peak RSS of one warm build each.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,8 +78,43 @@ function peakRssMb(args: string[]): number | undefined {
     env: { ...process.env, LINUXKIT_CACHE: CACHE },
     encoding: 'utf8',
   });
+  if (r.status !== 0) throw new Error(`linuxkit ${args.join(' ')} failed:\n${r.stderr}`);
   const kb = Number(r.stderr.trim().split('\n').pop());
   return Number.isFinite(kb) ? kb / 1024 : undefined;
+}
+
+interface Growth {
+  /** MB of incompressible data added to the image (one `files:` source). */
+  addedMb: number;
+  seconds: number;
+  peakRssMb?: number;
+  initrdBytes: number;
+}
+
+/**
+ * Memory as the image grows: minimal.yml plus one `files:` source of `mb` MB of random bytes,
+ * built warm once (time and peak RSS of the same run).
+ */
+function growth(example: string, mb: number): Growth {
+  const name = `grow${mb}`;
+  const out = path.join(WORK, 'out', name);
+  const data = path.join(WORK, `${name}.bin`);
+  const fd = openSync(data, 'w');
+  for (let i = 0; i < mb; i++) writeSync(fd, randomBytes(1 << 20));
+  closeSync(fd);
+  const base = variant(example, name);
+  const yml = base.replace(/\.yml$/, `-${name}.yml`);
+  const source = `  - path: var/big\n    source: ${JSON.stringify(data)}\n`;
+  writeFileSync(yml, readFileSync(base, 'utf8').replace(/^files:\n/m, `files:\n${source}`));
+  rmSync(out, { recursive: true, force: true });
+  let peak: number | undefined;
+  const seconds = timed(() => {
+    peak = peakRssMb(['build', '-dir', out, '-name', name, yml]);
+  });
+  const initrdBytes = statSync(path.join(out, `${name}-initrd.img`)).size;
+  rmSync(out, { recursive: true, force: true });
+  rmSync(data, { force: true });
+  return { addedMb: mb, seconds, peakRssMb: peak, initrdBytes };
 }
 
 /** Empty the image cache and everything derived, but keep the downloaded Debian archives. */
@@ -281,8 +329,9 @@ async function main(): Promise<void> {
   if (existsSync(sshd)) examples.push([sshd, 'ssh']);
   const rows: Row[] = [];
   for (const [ex, marker] of examples) rows.push(await benchExample(ex, marker));
+  const grown = (quick ? [64] : [256, 1024]).map((mb) => growth(examples[0]![0], mb));
   const accel = await probeAccel();
-  const results = { node: process.version, cpus: os.cpus().length, accel, runs: RUNS, rows };
+  const results = { node: process.version, cpus: os.cpus().length, accel, runs: RUNS, rows, growth: grown };
   writeFileSync(path.join(REPO, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const head = [
     'example',
@@ -320,6 +369,17 @@ async function main(): Promise<void> {
   );
   process.stdout.write(
     `| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|\n${lines.map((l) => `| ${l} |`).join('\n')}\n`,
+  );
+  const base = rows[0]!;
+  const growthLines = [
+    `| 0 | ${base.warm.median.toFixed(2)} | ${base.peakRssMb?.toFixed(0) ?? '-'} | ${(base.initrdBytes / 1e6).toFixed(2)} |`,
+    ...grown.map(
+      (g) =>
+        `| ${g.addedMb} | ${g.seconds.toFixed(2)} | ${g.peakRssMb?.toFixed(0) ?? '-'} | ${(g.initrdBytes / 1e6).toFixed(2)} |`,
+    ),
+  ];
+  process.stdout.write(
+    `\nminimal.yml plus one files: source of random bytes (warm build, one run each):\n| MB added | build s | peak RSS MB | initrd MB |\n|---|---|---|---|\n${growthLines.join('\n')}\n`,
   );
   process.stdout.write(`medians (min-max) of ${RUNS} run(s); wrote bench/results.json\n`);
 }
