@@ -10,11 +10,14 @@
  * never run; the caller writes what they would have done.
  */
 
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { readAr } from '../formats/ar.js';
-import { decompress } from '../formats/compress.js';
-import { dataBytes } from '../fs/data.js';
+import { decompress, decompressStream } from '../formats/compress.js';
+import { dataBytes, type FileData, FileSlice } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import type { FsTree } from '../fs/tree.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { parseDeb822, type Stanza } from './deb822.js';
 
@@ -23,8 +26,12 @@ export interface DebContents {
   data: FsTree;
 }
 
-/** Read a .deb from memory. `name` labels error messages (e.g. the package file name). */
-export async function readDeb(deb: Uint8Array, name = '.deb'): Promise<DebContents> {
+/**
+ * Read a .deb from memory. `name` labels error messages (e.g. the package file name). With
+ * `unpackTo`, the data tar is written (streamed, atomically) to that file, or taken from it when
+ * it is there, and the tree's file data are slices of it: a big package is not held in memory.
+ */
+export async function readDeb(deb: Uint8Array, name = '.deb', unpackTo?: string): Promise<DebContents> {
   const wrap = (e: unknown): never => {
     if (e instanceof UserError) throw new UserError(`${name}: ${e.message}`);
     throw e;
@@ -48,7 +55,7 @@ export async function readDeb(deb: Uint8Array, name = '.deb'): Promise<DebConten
     throw new UserError(`${name}: third member is not data.tar`);
   if (main.length > 3) throw new UserError(`${name}: unexpected member ${main[3]?.name}`);
   try {
-    const [ctlTar, dataTar] = await Promise.all([decompress(ctl.data), decompress(dat.data)]);
+    const [ctlTar, dataTar] = await Promise.all([decompress(ctl.data), unpackData(dat.data, unpackTo)]);
     const ctlTree = treeFromTar(ctlTar);
     const ctlFile = ctlTree.get('control');
     if (ctlFile?.kind !== 'file' || !ctlFile.data) throw new UserError(`${ctl.name} has no control file`);
@@ -58,4 +65,16 @@ export async function readDeb(deb: Uint8Array, name = '.deb'): Promise<DebConten
   } catch (e) {
     return wrap(e);
   }
+}
+
+async function unpackData(data: Uint8Array, unpackTo: string | undefined): Promise<FileData> {
+  if (unpackTo === undefined) return decompress(data);
+  try {
+    return FileSlice.of(unpackTo);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await mkdir(path.dirname(unpackTo), { recursive: true });
+  await writeFileAtomic(unpackTo, decompressStream(data));
+  return FileSlice.of(unpackTo);
 }

@@ -62,23 +62,35 @@ function message(e: unknown): string {
   return (code && XZ_ERRORS[code]) || m;
 }
 
-async function unxz(data: Uint8Array): Promise<Uint8Array> {
+/** xz's output as it is made (the package only offers a web stream; a Blob's feeds it without copies). */
+async function* unxzStream(data: Uint8Array): AsyncGenerator<Uint8Array> {
   // Loaded on first use: its WebAssembly set-up costs every CLI start ~0.2 s otherwise.
   // CommonJS: no named exports under Node's ESM loader.
   const xzDecompress = (await import('xz-decompress')).default;
-  // The package only offers a web stream; a Blob's stream feeds it without copying chunks.
   const reader = new xzDecompress.XzReadableStream(new Blob([data]).stream()).getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) break;
-    if (value.length) {
-      chunks.push(value);
-      total += value.length;
-    }
+    if (done) return;
+    if (value.length) yield value;
   }
-  return Buffer.concat(chunks, total);
+}
+
+const unxz = (data: Uint8Array) => collect(unxzStream(data));
+
+/**
+ * decompress's output in pieces as it is made, for output bigger than is worth holding (a
+ * kernel package's data.tar.xz): xz and gzip stream; other kinds come whole.
+ */
+export async function* decompressStream(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  const kind = sniffCompression(data);
+  try {
+    if (kind === 'xz') yield* unxzStream(data);
+    else if (kind === 'gzip') yield* pipeThrough([data], zlib.createGunzip({ chunkSize: BIG_CHUNK }));
+    else yield await decompress(data);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`corrupt ${kind} data: ${message(e)}`);
+  }
 }
 
 const gunzipAsync = promisify(zlib.gunzip);

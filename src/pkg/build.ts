@@ -238,7 +238,7 @@ export async function buildPackage(dir: string, opts: PkgOptions): Promise<PkgRe
   }
   opts.log?.(`building ${plan.ref}`);
   const licences = new Map<string, string>();
-  const tree = await packageTree(plan, licences);
+  const tree = await packageTree(plan, licences, path.join(opts.store.dir, 'derived'));
   const yml = plan.yml;
   const labels: Record<string, string> = {};
   if (yml.config) labels['org.mobyproject.config'] = JSON.stringify(yml.config);
@@ -264,7 +264,11 @@ export async function buildPackage(dir: string, opts: PkgOptions): Promise<PkgRe
 }
 
 /** The image's file system: the packages' data, pruned, then build.yml's files. */
-async function packageTree(plan: PkgPlan, licences: Map<string, string>): Promise<FsTree> {
+async function packageTree(
+  plan: PkgPlan,
+  licences: Map<string, string>,
+  derivedDir: string,
+): Promise<FsTree> {
   let tree = new FsTree();
   const archive = plan.archive;
   if (archive) {
@@ -285,7 +289,10 @@ async function packageTree(plan: PkgPlan, licences: Map<string, string>): Promis
     const pruned = globMatcher([...DEFAULT_PRUNE, ...(plan.yml.debian?.prune ?? [])]);
     for (let i = 0; i < debs.length; i++) {
       const name = plan.debs[i]!.name;
-      const { data } = await readDeb(debs[i]!, name);
+      // Unpacked once to the image cache's derived data, by the .deb's sha256: a kernel package's
+      // ~100 MB of modules stay on disk, and a .deb several packages use is unpacked once.
+      const unpacked = path.join(derivedDir, 'debs', `${plan.debs[i]!.sha256}.tar`);
+      const { data } = await readDeb(debs[i]!, name, unpacked);
       const copyright = data.get(`usr/share/doc/${name}/copyright`)?.data;
       if (copyright) licences.set(name, licenceFromCopyright(new TextDecoder().decode(dataBytes(copyright))));
       for (const e of data.entries()) if (!pruned(e.path)) tree.set(e);

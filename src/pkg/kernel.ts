@@ -28,7 +28,7 @@ export function kernelImageTree(pkg: FsTree, wanted: string[], extra: string[] =
   const koFiles = pkg
     .entries()
     .filter((e) => e.kind === 'file' && e.path.startsWith(`${modRoot}/`) && e.path.endsWith('.ko'))
-    .map((e) => ({ path: e.path.slice(modRoot.length + 1), data: dataBytes(e.data) }));
+    .map((e) => ({ path: e.path.slice(modRoot.length + 1), data: e.data }));
   const index = indexModules(koFiles);
   const builtinEntry = pkg.get(`${modRoot}/modules.builtin`);
   const builtinText = builtinEntry?.data ? dataBytes(builtinEntry.data) : undefined;

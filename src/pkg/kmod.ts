@@ -14,6 +14,8 @@
  *   kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
  * modprobe loads the listed dependencies from last to first, then the module itself.
  */
+
+import { dataBytes, type FileData } from '../fs/data.js';
 import { UserError } from '../util/errors.js';
 
 /** Module names are compared with '-' and '_' treated alike, as modprobe does. */
@@ -68,11 +70,15 @@ export interface ModuleFile {
   depends: string[];
 }
 
-/** Index modules by name (from `name=` in .modinfo, else the file name). */
-export function indexModules(files: { path: string; data: Uint8Array }[]): Map<string, ModuleFile> {
+/**
+ * Index modules by name (from `name=` in .modinfo, else the file name). Each module is read
+ * (from disk, for a slice) only while its .modinfo is parsed: a kernel's ~100 MB of modules are
+ * never in memory at once.
+ */
+export function indexModules(files: { path: string; data: FileData | undefined }[]): Map<string, ModuleFile> {
   const byName = new Map<string, ModuleFile>();
   for (const f of files) {
-    const info = readModinfo(f.data, f.path);
+    const info = readModinfo(dataBytes(f.data), f.path);
     const base = f.path.slice(f.path.lastIndexOf('/') + 1).replace(/\.ko$/, '');
     const name = moduleKey(info.get('name')?.[0] ?? base);
     const depends = (info.get('depends')?.[0] ?? '')
