@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { runTool, runToolBytes, skipUnless } from '../../test/tools.js';
 import { dataBytes, FileSlice, withDataFiles } from '../fs/data.js';
 import { UserError } from '../util/errors.js';
@@ -248,4 +248,11 @@ test('a corrupted layer is refused while loading the tree, naming the digest', a
     imageTree(s, img.manifest),
     (e: unknown) => e instanceof UserError && e.message.includes(layer),
   );
+  // Valid gzip of other bytes: it unpacks, and its digest is what gives it away; nothing is kept.
+  await writeFile(s.blobPath(layer), gzipSync(tarB));
+  await assert.rejects(
+    imageTree(s, img.manifest),
+    (e: unknown) => e instanceof UserError && e.message.includes(layer) && /is corrupt/.test(e.message),
+  );
+  assert.deepEqual((await readdir(join(s.dir, 'derived', 'layers'))).length, 1); // writeImage's, not this one
 });

@@ -23,7 +23,7 @@ import { FsTree } from '../fs/tree.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { parseDigest, sha256Digest } from './digest.js';
-import type { ImageStore } from './layout.js';
+import { corruptBlob, type ImageStore } from './layout.js';
 import {
   type ContainerConfig,
   type Descriptor,
@@ -260,10 +260,7 @@ export async function layerFile(store: ImageStore, digest: string): Promise<File
           throw new UserError(`layer ${digest}: corrupt ${kind} data: ${(e as Error).message}`);
         }
         const actual = `${algorithm}:${hash.digest('hex')}`;
-        if (actual !== digest)
-          throw new UserError(
-            `blob ${digest} in the image cache is corrupt: its content hashes to ${actual} (${blob}); delete the file and pull or build again`,
-          );
+        if (actual !== digest) throw corruptBlob(digest, actual, blob);
       },
     });
   } else {

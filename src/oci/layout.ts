@@ -172,11 +172,7 @@ export class ImageStore {
       throw e;
     }
     const actual = digestLike(digest, data);
-    if (actual !== digest) {
-      throw new UserError(
-        `blob ${digest} in the image cache is corrupt: its content hashes to ${actual} (${path}); delete the file and pull or build again`,
-      );
-    }
+    if (actual !== digest) throw corruptBlob(digest, actual, path);
     return data;
   }
 
@@ -469,6 +465,13 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The error for a blob whose content does not hash to its name. */
+export function corruptBlob(digest: string, actual: string, path: string): UserError {
+  return new UserError(
+    `blob ${digest} in the image cache is corrupt: its content hashes to ${actual} (${path}); delete the file and pull or build again`,
+  );
 }
 
 export function emptyIndex(): Index {
