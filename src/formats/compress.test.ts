@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import zlib from 'node:zlib';
@@ -14,7 +14,9 @@ import {
   gzipParallel,
   gzipStream,
   initrdStream,
+  pieceBytesStored,
   pieceEnds,
+  prunePieceCache,
   sniffCompression,
 } from './compress.js';
 import { lz4Legacy } from './lz4.js';
@@ -243,6 +245,38 @@ describe('gzipParallel', () => {
     bytes[bytes.length - 1]! ^= 0xff;
     writeFileSync(victim, bytes);
     assert.deepEqual(await gzipParallel(input, 6, cache), plain);
+  });
+
+  it('marks the pieces it uses; prunePieceCache removes the least recently used down to its limit', async () => {
+    const cache = tempDir('lk-prune-');
+    const listed = () =>
+      readdirSync(cache, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name));
+    const old = sampleData(3 * MiB);
+    await gzipParallel(old, 6, cache);
+    const oldPieces = listed();
+    // Long unused, then some of them used again by a build that also stores new pieces.
+    const longAgo = new Date(Date.now() - 3600_000);
+    for (const f of oldPieces) utimesSync(f, longAgo, longAgo);
+    const since = Date.now() - 1000;
+    const stored = pieceBytesStored();
+    const fresh = sampleData(2 * MiB).map((b) => b ^ 1);
+    // The same bytes up to the end of old's second piece: those two pieces are used again.
+    await gzipParallel(Buffer.concat([old.subarray(0, pieceEnds(old)[1]! + 3), fresh]), 6, cache);
+    assert.ok(pieceBytesStored() > stored);
+    const reused = oldPieces.filter((f) => statSync(f).mtimeMs >= since);
+    assert.equal(reused.length, 2, `${reused.length} of ${oldPieces.length} reused`);
+    const all = listed();
+    const size = new Map(all.map((f) => [f, statSync(f).size]));
+    const bytes = (fs: string[]) => fs.reduce((n, f) => n + size.get(f)!, 0);
+    // A limit below what the last build used: only pieces unused since then go.
+    const removed = await prunePieceCache(cache, since, 1);
+    const left = listed();
+    assert.deepEqual(new Set(left), new Set(all.filter((f) => !oldPieces.includes(f) || reused.includes(f))));
+    assert.equal(removed, bytes(all) - bytes(left));
+    // Within the limit nothing goes.
+    assert.equal(await prunePieceCache(cache, Date.now() + 1000, bytes(left)), 0);
   });
 
   it('is deterministic and no worse than 1% bigger than single-threaded gzip', async () => {

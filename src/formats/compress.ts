@@ -12,6 +12,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -316,10 +317,54 @@ async function cachedPiece(
     .digest('hex');
   const file = path.join(cacheDir, key.slice(0, 2), key);
   const stored = await readFileChecked(file);
-  if (stored) return stored;
+  if (stored) {
+    // Its mtime says when it was last used: prunePieceCache removes the least recently used.
+    const now = new Date();
+    await utimes(file, now, now).catch(() => {});
+    return stored;
+  }
   const out = await make();
   await writeFileChecked(file, out);
+  piecesStored += out.length;
   return out;
+}
+
+let piecesStored = 0;
+
+/** Bytes of compressed pieces this process has added to piece caches (see prunePieceCache). */
+export function pieceBytesStored(): number {
+  return piecesStored;
+}
+
+/** What a piece cache keeps at least (pieces in use by the last build are always kept). */
+export const PIECE_CACHE_BYTES = 1 << 30;
+
+/**
+ * Keep a piece cache within `limit` bytes: the least recently used pieces go first, but none
+ * used since `since` (ms since the epoch: the build that just ran needs them next time). A big
+ * image whose bytes change would otherwise add its whole size with every build.
+ */
+export async function prunePieceCache(
+  dir: string,
+  since: number,
+  limit = PIECE_CACHE_BYTES,
+): Promise<number> {
+  const files: { file: string; size: number; mtime: number }[] = [];
+  for (const name of await readdir(dir, { recursive: true }).catch(() => [] as string[])) {
+    const file = path.join(dir, name);
+    const st = await stat(file).catch(() => undefined);
+    if (st?.isFile()) files.push({ file, size: st.size, mtime: st.mtimeMs });
+  }
+  let total = files.reduce((n, f) => n + f.size, 0);
+  let removed = 0;
+  files.sort((a, b) => a.mtime - b.mtime || (a.file < b.file ? -1 : 1));
+  for (const f of files) {
+    if (total <= limit || f.mtime >= since) break;
+    await rm(f.file, { force: true });
+    total -= f.size;
+    removed += f.size;
+  }
+  return removed;
 }
 
 /** What `-compress` offers for the initrd: all are formats the kernel unpacks (CONFIG_RD_*). */
