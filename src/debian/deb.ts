@@ -10,14 +10,15 @@
  * never run; the caller writes what they would have done.
  */
 
-import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readAr } from '../formats/ar.js';
 import { decompress, decompressStream } from '../formats/compress.js';
 import { dataBytes, type FileData, FileSlice } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import type { FsTree } from '../fs/tree.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { writeChunks } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { parseDeb822, type Stanza } from './deb822.js';
 
@@ -28,10 +29,10 @@ export interface DebContents {
 
 /**
  * Read a .deb from memory. `name` labels error messages (e.g. the package file name). With
- * `unpackTo`, the data tar is written (streamed, atomically) to that file, or taken from it when
- * it is there, and the tree's file data are slices of it: a big package is not held in memory.
+ * `scratchDir`, the data tar is unpacked (streamed) to a scratch file there and the tree's file
+ * data are slices of it: a big package is not held in memory.
  */
-export async function readDeb(deb: Uint8Array, name = '.deb', unpackTo?: string): Promise<DebContents> {
+export async function readDeb(deb: Uint8Array, name = '.deb', scratchDir?: string): Promise<DebContents> {
   const wrap = (e: unknown): never => {
     if (e instanceof UserError) throw new UserError(`${name}: ${e.message}`);
     throw e;
@@ -55,26 +56,36 @@ export async function readDeb(deb: Uint8Array, name = '.deb', unpackTo?: string)
     throw new UserError(`${name}: third member is not data.tar`);
   if (main.length > 3) throw new UserError(`${name}: unexpected member ${main[3]?.name}`);
   try {
-    const [ctlTar, dataTar] = await Promise.all([decompress(ctl.data), unpackData(dat.data, unpackTo)]);
-    const ctlTree = treeFromTar(ctlTar);
+    // The control tar first (it is tiny): a bad .deb is refused before its data are unpacked.
+    const ctlTree = treeFromTar(await decompress(ctl.data));
     const ctlFile = ctlTree.get('control');
     if (ctlFile?.kind !== 'file' || !ctlFile.data) throw new UserError(`${ctl.name} has no control file`);
     const stanzas = parseDeb822(new TextDecoder().decode(dataBytes(ctlFile.data)), 'control');
     if (stanzas.length !== 1) throw new UserError(`control file has ${stanzas.length} stanzas, expected 1`);
-    return { control: stanzas[0] as Stanza, data: treeFromTar(dataTar) };
+    return { control: stanzas[0] as Stanza, data: treeFromTar(await unpackData(dat.data, scratchDir)) };
   } catch (e) {
     return wrap(e);
   }
 }
 
-async function unpackData(data: Uint8Array, unpackTo: string | undefined): Promise<FileData> {
-  if (unpackTo === undefined) return decompress(data);
+/**
+ * The data tar unpacked into a scratch file in `dir`, deleted as soon as it is open: the tree
+ * reads it through that descriptor, and nothing is left behind whatever happens (so it needs
+ * no fsync, which for a kernel package's ~100 MB would cost about a second).
+ */
+async function unpackData(data: Uint8Array, dir: string | undefined): Promise<FileData> {
+  if (dir === undefined) return decompress(data);
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `.unpack-${process.pid}-${randomBytes(6).toString('hex')}.tar`);
   try {
-    return FileSlice.of(unpackTo);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const fh = await open(file, 'wx', 0o600);
+    try {
+      await writeChunks(fh, decompressStream(data));
+    } finally {
+      await fh.close();
+    }
+    return FileSlice.of(file);
+  } finally {
+    await rm(file, { force: true });
   }
-  await mkdir(path.dirname(unpackTo), { recursive: true });
-  await writeFileAtomic(unpackTo, decompressStream(data));
-  return FileSlice.of(unpackTo);
 }

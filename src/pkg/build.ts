@@ -289,10 +289,9 @@ async function packageTree(
     const pruned = globMatcher([...DEFAULT_PRUNE, ...(plan.yml.debian?.prune ?? [])]);
     for (let i = 0; i < debs.length; i++) {
       const name = plan.debs[i]!.name;
-      // Unpacked once to the image cache's derived data, by the .deb's sha256: a kernel package's
-      // ~100 MB of modules stay on disk, and a .deb several packages use is unpacked once.
-      const unpacked = path.join(derivedDir, 'debs', `${plan.debs[i]!.sha256}.tar`);
-      const { data } = await readDeb(debs[i]!, name, unpacked);
+      // Unpacked to a scratch file beside the cache: a kernel package's ~100 MB of modules stay
+      // on disk, not in memory.
+      const { data } = await readDeb(debs[i]!, name, path.join(derivedDir, 'unpack'));
       const copyright = data.get(`usr/share/doc/${name}/copyright`)?.data;
       if (copyright) licences.set(name, licenceFromCopyright(new TextDecoder().decode(dataBytes(copyright))));
       for (const e of data.entries()) if (!pruned(e.path)) tree.set(e);

@@ -3,7 +3,7 @@
  * directory (so rename cannot cross file systems), is fsynced, then renamed over the target.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 function tempName(target: string): string {
@@ -25,29 +25,37 @@ async function writeSynced(
 ): Promise<void> {
   const fh = await open(file, 'wx', 0o644);
   try {
-    let batch: Uint8Array[] = [];
-    let batched = 0;
-    const flush = async () => {
-      if (batch.length === 1) await fh.write(batch[0]!);
-      else if (batch.length) await fh.write(Buffer.concat(batch, batched));
-      batch = [];
-      batched = 0;
-    };
-    for await (const c of chunks) {
-      if (c.length >= WRITE_BATCH) {
-        await flush();
-        await fh.write(c);
-        continue;
-      }
-      batch.push(c);
-      batched += c.length;
-      if (batched >= WRITE_BATCH) await flush();
-    }
-    await flush();
+    await writeChunks(fh, chunks);
     await fh.sync();
   } finally {
     await fh.close();
   }
+}
+
+/** Write pieces to an open file in order, small ones gathered into writes of about 1 MiB. */
+export async function writeChunks(
+  fh: FileHandle,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<void> {
+  let batch: Uint8Array[] = [];
+  let batched = 0;
+  const flush = async () => {
+    if (batch.length === 1) await fh.write(batch[0]!);
+    else if (batch.length) await fh.write(Buffer.concat(batch, batched));
+    batch = [];
+    batched = 0;
+  };
+  for await (const c of chunks) {
+    if (c.length >= WRITE_BATCH) {
+      await flush();
+      await fh.write(c);
+      continue;
+    }
+    batch.push(c);
+    batched += c.length;
+    if (batched >= WRITE_BATCH) await flush();
+  }
+  await flush();
 }
 
 export async function writeFileAtomic(target: string, data: FileContents): Promise<void> {
