@@ -198,7 +198,8 @@ const IN_FLIGHT = 8;
 /**
  * gzipParallel over input that arrives in pieces; yields the gzip stream in order. The cuts,
  * and so the bytes, are those gzipParallel makes of the whole input; at most IN_FLIGHT pieces
- * (2 MiB each at most) are held at a time.
+ * (2 MiB each at most) are held at a time. Input pieces are used without a copy: a source must
+ * not reuse a buffer it has yielded.
  */
 export async function* gzipStream(
   chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
