@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { inReleaseExpiry } from '../debian/archive.js';
-import { type InitrdCompression, pieceBytesStored, prunePieceCache } from '../formats/compress.js';
+import type { InitrdCompression } from '../formats/compress.js';
 import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
 import { withDataFiles } from '../fs/data.js';
 import { ImageStore } from '../oci/layout.js';
@@ -130,19 +130,13 @@ async function buildIn(opts: BuildOptions): Promise<BuildResult> {
   );
   const extra =
     opts.sbom === false ? [] : [{ suffix: '-sbom.spdx.json', data: systemSbom(name, images, epoch) }];
-  const pieceCache = path.join(opts.cacheDir, 'derived', 'deflate');
-  const started = Date.now();
-  const storedBefore = pieceBytesStored();
   const outputs = await writeOutputs(system, opts.formats, path.join(outDir, name), {
     boot,
     size: opts.size,
     ...(opts.compress ? { compress: opts.compress } : {}),
-    pieceCache,
+    pieceCache: path.join(opts.cacheDir, 'derived', 'deflate'),
     extra,
   });
-  // Only a build that added pieces can have grown the cache past its limit.
-  // (A second's margin: file times come from a coarser clock than Date.now.)
-  if (pieceBytesStored() > storedBefore) await prunePieceCache(pieceCache, started - 1000);
   const key = stampKey(opts);
   if (key) {
     const inputs = [...key.files, ...resolver.packageDirs, ...resolver.importPaths];

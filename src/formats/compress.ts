@@ -12,13 +12,14 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { readdir, rm, stat, utimes } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { readFileChecked, writeFileChecked } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { pruneLeastRecentlyUsed, touch } from '../util/lru.js';
 import { lz4LegacyDecode, lz4LegacyStream } from './lz4.js';
 import { crc32 } from './partition.js';
 
@@ -186,7 +187,8 @@ export function pieceEnds(d: Uint8Array): number[] {
  *
  * With `cacheDir`, each piece's deflate output is kept under the sha256 of what determines it
  * (zlib's version, level, dictionary, bytes, whether it is last): a rebuild compresses only the
- * pieces whose bytes changed. The output is the same bytes with or without the cache.
+ * pieces whose bytes changed. The output is the same bytes with or without the cache. A run
+ * that stored new pieces then keeps the cache within its limit (see prunePieceCache).
  */
 export async function gzipParallel(data: Uint8Array, level = 6, cacheDir?: string): Promise<Buffer> {
   return collect(gzipStream([data], level, cacheDir));
@@ -206,6 +208,12 @@ export async function* gzipStream(
   level = 6,
   cacheDir?: string,
 ): AsyncGenerator<Uint8Array> {
+  // (A second's margin: file times come from a coarser clock than Date.now.)
+  const started = Date.now() - 1000;
+  let stored = false;
+  const onStore = () => {
+    stored = true;
+  };
   yield Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, level >= 9 ? 2 : level <= 1 ? 4 : 0, 3]);
   const queue: Promise<Uint8Array>[] = [];
   let crc = 0;
@@ -220,7 +228,7 @@ export async function* gzipStream(
         ...(dict.length ? { dictionary: dict } : {}),
         finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
       });
-    const out = cacheDir ? cachedPiece(cacheDir, [level, last, dict, piece], make) : make();
+    const out = cacheDir ? cachedPiece(cacheDir, [level, last, dict, piece], make, onStore) : make();
     out.catch(() => {}); // awaited in order below; a failure surfaces there
     dictionary =
       piece.length >= DEFLATE_WINDOW
@@ -259,6 +267,8 @@ export async function* gzipStream(
   // The last piece: one held back (it ended exactly at the end), else what is left, maybe empty.
   queue.push(deflate(held ?? Buffer.concat(parts, have), true));
   for (const p of queue) yield await p;
+  // Only a stream that added pieces can have grown the cache past its limit.
+  if (cacheDir && stored) await prunePieceCache(cacheDir, started);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc, 0);
   trailer.writeUInt32LE(total >>> 0, 4); // ISIZE is the length mod 2^32
@@ -310,6 +320,7 @@ async function cachedPiece(
   cacheDir: string,
   [level, last, dictionary, piece]: [number, boolean, Uint8Array, Uint8Array],
   make: () => Promise<Uint8Array>,
+  onStore: () => void,
 ): Promise<Uint8Array> {
   const key = createHash('sha256')
     .update(`deflate zlib ${process.versions.zlib} level ${level} last ${last} dict ${dictionary.length}\n`)
@@ -319,22 +330,13 @@ async function cachedPiece(
   const file = path.join(cacheDir, key.slice(0, 2), key);
   const stored = await readFileChecked(file);
   if (stored) {
-    // Its mtime says when it was last used: prunePieceCache removes the least recently used.
-    const now = new Date();
-    await utimes(file, now, now).catch(() => {});
+    await touch(file); // its mtime says when it was last used: pruning removes the least recent
     return stored;
   }
   const out = await make();
   await writeFileChecked(file, out);
-  piecesStored += out.length;
+  onStore();
   return out;
-}
-
-let piecesStored = 0;
-
-/** Bytes of compressed pieces this process has added to piece caches (see prunePieceCache). */
-export function pieceBytesStored(): number {
-  return piecesStored;
 }
 
 /** What a piece cache keeps at least (pieces in use by the last build are always kept). */
@@ -350,22 +352,11 @@ export async function prunePieceCache(
   since: number,
   limit = PIECE_CACHE_BYTES,
 ): Promise<number> {
-  const files: { file: string; size: number; mtime: number }[] = [];
-  for (const name of await readdir(dir, { recursive: true }).catch(() => [] as string[])) {
-    const file = path.join(dir, name);
-    const st = await stat(file).catch(() => undefined);
-    if (st?.isFile()) files.push({ file, size: st.size, mtime: st.mtimeMs });
-  }
-  let total = files.reduce((n, f) => n + f.size, 0);
-  let removed = 0;
-  files.sort((a, b) => a.mtime - b.mtime || (a.file < b.file ? -1 : 1));
-  for (const f of files) {
-    if (total <= limit || f.mtime >= since) break;
-    await rm(f.file, { force: true });
-    total -= f.size;
-    removed += f.size;
-  }
-  return removed;
+  const files = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  return pruneLeastRecentlyUsed(
+    files.map((name) => path.join(dir, name)),
+    { maxBytes: limit, keepSince: since },
+  );
 }
 
 /** What `-compress` offers for the initrd: all are formats the kernel unpacks (CONFIG_RD_*). */

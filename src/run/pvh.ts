@@ -13,10 +13,11 @@
  * it carries the ELF note Xen/XEN_ELFNOTE_PHYS32_ENTRY (type 18) that names the entry point.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decompress, sniffCompression } from '../formats/compress.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { pruneLeastRecentlyUsed, touch } from '../util/lru.js';
 
 const HDRS = 0x53726448; // "HdrS"
 const ELF_MAGIC = 0x7f454c46;
@@ -92,13 +93,7 @@ export async function pvhKernelFile(kernel: string, cacheDir: string): Promise<s
   const sha = createHash('sha256').update(bz).digest('hex');
   const file = path.join(dir, `${sha}.elf`);
   const none = path.join(dir, `${sha}.none`);
-  try {
-    const now = new Date();
-    await utimes(file, now, now); // marks it recently used, for pruning
-    return file;
-  } catch {
-    // not made yet
-  }
+  if (await touch(file)) return file; // made before; now marked as recently used, for pruning
   try {
     await stat(none);
     return undefined; // known not to have a PVH entry
@@ -118,9 +113,6 @@ export async function pvhKernelFile(kernel: string, cacheDir: string): Promise<s
 
 /** Keep the KEEP most recently used derived kernels. */
 async function prune(dir: string): Promise<void> {
-  const elfs = (await readdir(dir)).filter((n) => n.endsWith('.elf'));
-  if (elfs.length <= KEEP) return;
-  const aged = await Promise.all(elfs.map(async (n) => ({ n, t: (await stat(path.join(dir, n))).mtimeMs })));
-  aged.sort((a, b) => b.t - a.t || a.n.localeCompare(b.n));
-  await Promise.all(aged.slice(KEEP).map(({ n }) => rm(path.join(dir, n), { force: true })));
+  const elfs = (await readdir(dir)).filter((n) => n.endsWith('.elf')).map((n) => path.join(dir, n));
+  await pruneLeastRecentlyUsed(elfs, { maxFiles: KEEP });
 }
