@@ -27,7 +27,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { dataChunks, type FileData } from '../fs/data.js';
+import { dataChunks, type FileData, gatherChunks } from '../fs/data.js';
 import { FILE_TYPE_BITS, type FsEntry } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
@@ -90,15 +90,16 @@ export function writeCpio(entries: Iterable<FsEntry>): Buffer {
   return Buffer.concat([...cpioChunks(entries)]);
 }
 
-/** Pieces smaller than this are gathered into one of about OUT_CHUNK bytes before they are yielded. */
-const OUT_CHUNK = 1 << 20;
-const SMALL = 256 * 1024;
-
 /**
  * writeCpio's bytes as a sequence of pieces of about 1 MiB: file data is read (from disk, for
  * slices) as it is reached, so the archive is never whole in memory.
  */
-export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
+export function cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
+  return gatherChunks(cpioPieces(entries));
+}
+
+/** writeCpio's bytes as they come: headers, names and padding (small), and file data. */
+function* cpioPieces(entries: Iterable<FsEntry>): Generator<Uint8Array> {
   const list = [...entries].filter((e) => e.path !== '');
 
   // Group candidate duplicates: by size first, hashing only sizes seen more than once.
@@ -128,28 +129,11 @@ export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
     last.set(k, i);
   });
 
-  let batch: Uint8Array[] = [];
-  let batched = 0;
   let pos = 0;
-  /** Queue `b`; returns what is ready to be yielded (the batch once it is big, or a big piece). */
-  const push = (b: Uint8Array): Uint8Array[] => {
+  /** `b`, counted: the padding after it depends on where the archive stands. */
+  const at = (b: Uint8Array) => {
     pos += b.length;
-    const ready: Uint8Array[] = [];
-    if (b.length >= SMALL) {
-      if (batched) ready.push(Buffer.concat(batch, batched));
-      ready.push(b);
-      batch = [];
-      batched = 0;
-      return ready;
-    }
-    batch.push(b);
-    batched += b.length;
-    if (batched >= OUT_CHUNK) {
-      ready.push(Buffer.concat(batch, batched));
-      batch = [];
-      batched = 0;
-    }
-    return ready;
+    return b;
   };
   const inoOf = new Map<string, number>();
   let nextIno = 1;
@@ -165,7 +149,7 @@ export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
     if (e.kind === 'symlink') data = Buffer.from(e.target ?? '');
     else if (e.kind === 'file' && (!linked || last.get(k!) === i)) data = e.data ?? EMPTY;
     const name = Buffer.from(`${e.path}\0`);
-    yield* push(
+    yield at(
       Buffer.from(
         header({
           ino,
@@ -183,15 +167,15 @@ export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
         'latin1',
       ),
     );
-    yield* push(name);
-    yield* push(pad4(pos));
+    yield at(name);
+    yield at(pad4(pos));
     if (data.length) {
-      for (const c of dataChunks(data)) yield* push(c);
-      yield* push(pad4(pos));
+      for (const c of dataChunks(data)) yield at(c);
+      yield at(pad4(pos));
     }
   }
   const tname = Buffer.from(`${TRAILER}\0`);
-  yield* push(
+  yield at(
     Buffer.from(
       header({
         ino: 0,
@@ -208,9 +192,8 @@ export function* cpioChunks(entries: Iterable<FsEntry>): Generator<Uint8Array> {
       'latin1',
     ),
   );
-  yield* push(tname);
-  yield* push(pad4(pos));
-  if (batched) yield Buffer.concat(batch, batched);
+  yield at(tname);
+  yield at(pad4(pos));
 }
 
 export interface CpioEntry {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { tempDir } from '../../test/helpers.js';
 import { UserError } from '../util/errors.js';
-import { dataBytes, dataChunks, FileSlice, takeMemory, withDataFiles } from './data.js';
+import { CHUNK, dataBytes, dataChunks, FileSlice, gatherChunks, takeMemory, withDataFiles } from './data.js';
 
 const work = tempDir('data-test-');
 const bytes = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff));
@@ -81,5 +81,18 @@ describe('withDataFiles', () => {
       assert.equal(takeMemory(400), true);
       assert.equal(takeMemory(1), false);
     }, 1000);
+  });
+});
+
+describe('gatherChunks', () => {
+  it('gathers small pieces into ~CHUNK ones and passes big ones through uncopied', () => {
+    const small = Array.from({ length: 5000 }, (_, i) => Buffer.alloc(300, i & 0xff));
+    const big = Buffer.alloc(300_000, 1);
+    const input = [...small.slice(0, 2500), big, ...small.slice(2500)];
+    const out = [...gatherChunks(input)];
+    assert.deepEqual(Buffer.concat(out), Buffer.concat(input));
+    assert.ok(out.includes(big), 'the big piece itself');
+    assert.ok(out.length < 10, `${out.length} pieces`);
+    for (const p of out) assert.ok(p.length <= CHUNK + 300, `${p.length}`);
   });
 });

@@ -139,3 +139,32 @@ export function* dataChunks(d: FileData | undefined, chunk = CHUNK): Generator<U
     yield d.file.read(d.offset + at, Math.min(chunk, d.length - at));
   }
 }
+
+/** Pieces at least this big pass through gatherChunks as they are. */
+const PASS = 256 * 1024;
+
+/**
+ * `pieces` with the small ones gathered into pieces of about CHUNK bytes (a consumer pays per
+ * piece: a cpio has three small pieces per file); big ones pass through without a copy.
+ */
+export function* gatherChunks(pieces: Iterable<Uint8Array>): Generator<Uint8Array> {
+  let batch: Uint8Array[] = [];
+  let batched = 0;
+  for (const p of pieces) {
+    if (p.length >= PASS) {
+      if (batched) yield Buffer.concat(batch, batched);
+      yield p;
+      batch = [];
+      batched = 0;
+      continue;
+    }
+    batch.push(p);
+    batched += p.length;
+    if (batched >= CHUNK) {
+      yield Buffer.concat(batch, batched);
+      batch = [];
+      batched = 0;
+    }
+  }
+  if (batched) yield Buffer.concat(batch, batched);
+}
