@@ -11,7 +11,7 @@ import { FsTree } from '../fs/tree.js';
 import {
   gnuSparseTar,
   kernelInitrdTar,
-  rootfsTar,
+  rootfsTarChunks,
   SQUASHFS_INIT,
   squashfsInitrdTree,
   wrapDisk,
@@ -44,7 +44,7 @@ describe('tar outputs', skipUnless('bsdtar', 'libarchive-tools'), () => {
 
   test('tar: boot/ first with the kernel and cmdline, then the root', () => {
     const f = path.join(dir, 'x.tar');
-    writeFileSync(f, rootfsTar(tree(), kernel, 'console=ttyS0', 0));
+    writeFileSync(f, Buffer.concat([...rootfsTarChunks(tree(), kernel, 'console=ttyS0', 0)]));
     assert.deepEqual(runTool('bsdtar', ['-tf', f]).trim().split('\n').slice(0, 4), [
       'boot/',
       'boot/cmdline',
@@ -58,7 +58,7 @@ describe('tar outputs', skipUnless('bsdtar', 'libarchive-tools'), () => {
 
   test('docker: the same tar plus a Dockerfile whose entrypoint is our init', () => {
     const f = path.join(dir, 'x.docker');
-    writeFileSync(f, rootfsTar(tree(), kernel, '', 0, true));
+    writeFileSync(f, Buffer.concat([...rootfsTarChunks(tree(), kernel, '', 0, true)]));
     const names = runTool('tar', ['-tf', f]).trim().split('\n');
     assert.equal(names.at(-1), 'Dockerfile');
     assert.match(runTool('tar', ['-xOf', f, 'Dockerfile']), /^FROM scratch\n[\s\S]*ENTRYPOINT \["\/init"\]/);

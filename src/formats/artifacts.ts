@@ -58,18 +58,10 @@ export function kernelInitrdTar(
 /** The command a `docker build` of NAME.docker runs: our init (see pkg/init/init). */
 const DOCKERFILE = 'FROM scratch\n\nCOPY . ./\n\nENTRYPOINT ["/init"]\n';
 
-/** NAME.tar / NAME.docker: the root file system with the kernel and cmdline under boot/. */
-export function rootfsTar(
-  root: FsTree,
-  kernel: Uint8Array | undefined,
-  cmdline: string,
-  mtime: number,
-  docker = false,
-): Buffer {
-  return Buffer.concat([...rootfsTarChunks(root, kernel, cmdline, mtime, docker)]);
-}
-
-/** rootfsTar's bytes in pieces, the files' data read as it is reached (see tarChunks). */
+/**
+ * NAME.tar / NAME.docker: the root file system with the kernel and cmdline under boot/, in
+ * pieces, the files' data read as it is reached (see tarChunks).
+ */
 export function rootfsTarChunks(
   root: FsTree,
   kernel: Uint8Array | undefined,
