@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { drivesVirtioMmio, readHostTscKhz } from './microvm.js';
 import { pvhKernelFile } from './pvh.js';
 
 export type Accel = 'kvm' | 'tcg';
@@ -275,6 +276,12 @@ export interface QemuOptions {
    * sooner, without KASLR. Default true; false boots the bzImage as given.
    */
   pvh?: boolean;
+  /**
+   * A PVH kernel+initrd boot with no disks, data ISO, extra devices or arguments runs on qemu's
+   * microvm machine where the guest and host allow it (see microvm.ts): ~0.4 s sooner under
+   * TCG. Default true; false keeps q35.
+   */
+  microvm?: boolean;
   /** Where derived host data (the PVH kernel, the accelerator probe) is kept; default ~/.cache/linuxkit. */
   cacheDir?: string;
   /** A graphical display (qemu's default display and a VGA card) instead of none. */
@@ -298,6 +305,8 @@ export interface QemuResult {
   pid?: number;
   /** A kernel boot went through PVH (the kernel qemu was given is the derived vmlinux). */
   pvh?: boolean;
+  /** The VM ran on the microvm machine (virtio-mmio devices), not q35. */
+  microvm?: boolean;
 }
 
 /** `host:guest[/tcp|/udp]` as upstream's -publish. */
@@ -343,7 +352,14 @@ function driveArgs(d: Drive): string[] {
   return ['-drive', `file=${optValue(d.path)},format=${d.format ?? 'raw'},if=virtio${ro}`];
 }
 
-function netArgs(opts: QemuOptions): string[] {
+/** qemu's options plus how it starts: the accelerator and, on microvm, the host's TSC frequency in kHz. */
+export type MachineOptions = QemuOptions & { accel: Accel; microvmTscKhz?: number };
+
+/** A virtio device's name on this machine: PCI on q35, MMIO on microvm. */
+const virtio = (opts: MachineOptions, kind: 'net' | 'rng') =>
+  `virtio-${kind}-${opts.microvmTscKhz ? 'device' : 'pci'}`;
+
+function netArgs(opts: MachineOptions): string[] {
   const net = opts.networking ?? { mode: 'none' };
   const publish = opts.publish ?? [];
   if (publish.length && net.mode !== 'user')
@@ -366,7 +382,7 @@ function netArgs(opts: QemuOptions): string[] {
       netdev = `bridge,id=net0,br=${optValue(net.bridge)}`;
       break;
   }
-  return ['-netdev', netdev, '-device', 'virtio-net-pci,netdev=net0'];
+  return ['-netdev', netdev, '-device', `${virtio(opts, 'net')},netdev=net0`];
 }
 
 function consoleArgs(opts: QemuOptions): string[] {
@@ -387,14 +403,18 @@ function consoleArgs(opts: QemuOptions): string[] {
   return captured ? ['-serial', 'stdio', '-monitor', 'none'] : ['-serial', 'mon:stdio'];
 }
 
-function bootArgs(opts: QemuOptions): string[] {
+function bootArgs(opts: MachineOptions): string[] {
   const kinds = [opts.kernel, opts.iso, opts.bootDisk, opts.netboot].filter((k) => k !== undefined);
   if (kinds.length !== 1)
     throw new UserError('give exactly one of a kernel, an ISO, a boot disk or a netboot URL');
   if (opts.kernel !== undefined) {
     // No initrd: a kernel+squashfs boot, the root on the first disk.
     const initrd = opts.initrd !== undefined ? ['-initrd', opts.initrd] : [];
-    return ['-kernel', opts.kernel, ...initrd, '-append', opts.cmdline ?? ''];
+    // microvm: no reference clock to calibrate the TSC against (see microvm.ts).
+    const cmdline = opts.microvmTscKhz
+      ? [opts.cmdline?.trim(), `tsc_early_khz=${opts.microvmTscKhz}`].filter(Boolean).join(' ')
+      : (opts.cmdline ?? '');
+    return ['-kernel', opts.kernel, ...initrd, '-append', cmdline];
   }
   if (opts.iso !== undefined)
     return ['-drive', `file=${optValue(opts.iso)},format=raw,media=cdrom`, '-boot', 'd'];
@@ -403,7 +423,7 @@ function bootArgs(opts: QemuOptions): string[] {
 }
 
 /** The qemu command line for opts (without the binary). */
-export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
+export function qemuArgs(opts: MachineOptions): string[] {
   const uefi = opts.uefi
     ? [
         '-drive',
@@ -413,7 +433,11 @@ export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
     : [];
   return [
     '-machine',
-    `q35,accel=${opts.accel}`,
+    // microvm: ACPI describes the virtio-mmio devices (Debian's kernel does not read them from
+    // its command line, so qemu need not add them there); the RTC gives the guest the date.
+    opts.microvmTscKhz
+      ? `microvm,accel=${opts.accel},acpi=on,rtc=on,auto-kernel-cmdline=off`
+      : `q35,accel=${opts.accel}`,
     ...cpuArgs(opts.accel),
     '-m',
     String(opts.mem ?? 1024),
@@ -425,7 +449,7 @@ export function qemuArgs(opts: QemuOptions & { accel: Accel }): string[] {
     ...(opts.gui ? ['-vga', 'std'] : ['-display', 'none']),
     ...consoleArgs(opts),
     '-device',
-    'virtio-rng-pci',
+    virtio(opts, 'rng'),
     '-no-reboot',
     ...(opts.pidFile ? ['-pidfile', opts.pidFile] : []),
     ...uefi,
@@ -475,6 +499,28 @@ async function runDetached(qemu: string, args: string[], pidFile: string): Promi
 }
 
 /**
+ * The TSC frequency to boot this PVH kernel with on microvm, or undefined for q35: when the
+ * VM needs only what microvm offers (a kernel+initrd, the console, our NIC and RNG), and the
+ * host's TSC frequency and the guest's virtio-mmio driver are known (see microvm.ts).
+ */
+async function microvmClock(opts: QemuOptions, vmlinux: string): Promise<number | undefined> {
+  const needsQ35 =
+    opts.microvm === false ||
+    opts.initrd === undefined ||
+    opts.gui ||
+    opts.dataIso !== undefined ||
+    opts.netboot !== undefined ||
+    !!opts.disks?.length ||
+    !!opts.devices?.length ||
+    !!opts.extraArgs?.length;
+  if (needsQ35) return undefined;
+  const tscKhz = await readHostTscKhz();
+  if (tscKhz === undefined) return undefined;
+  const ok = await drivesVirtioMmio(vmlinux, opts.initrd!, opts.cacheDir ?? defaultCacheDir());
+  return ok ? tscKhz : undefined;
+}
+
+/**
  * Boot the VM and wait for qemu to exit. qemu is killed (by its pid) on timeout, and if this
  * process gets SIGINT, SIGTERM or SIGHUP, or exits, while it runs; where util-linux's setpriv
  * exists, also if this process is killed outright.
@@ -492,9 +538,10 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
     opts.kernel !== undefined && accel === 'tcg' && opts.pvh !== false && !opts.uefi
       ? await pvhKernelFile(opts.kernel, opts.cacheDir ?? defaultCacheDir())
       : undefined;
-  const args = qemuArgs({ ...opts, accel, ...(pvhKernel ? { kernel: pvhKernel } : {}) });
-  const pvh = pvhKernel ? { pvh: true } : {};
-  if (opts.detached) return { ...(await runDetached(qemu, args, opts.pidFile!)), ...pvh };
+  const microvmTscKhz = pvhKernel ? await microvmClock(opts, pvhKernel) : undefined;
+  const args = qemuArgs({ ...opts, accel, ...(pvhKernel ? { kernel: pvhKernel } : {}), microvmTscKhz });
+  const how = { ...(pvhKernel ? { pvh: true } : {}), ...(microvmTscKhz ? { microvm: true } : {}) };
+  if (opts.detached) return { ...(await runDetached(qemu, args, opts.pidFile!)), ...how };
   const onLine = opts.console !== undefined && opts.console !== 'stdio' ? opts.console.onLine : undefined;
 
   const wrapper = await deathSignalWrapper();
@@ -569,7 +616,7 @@ export async function runQemu(opts: QemuOptions): Promise<QemuResult> {
       // 'close' (not 'exit'): all console output has been delivered by then.
       child.once('close', (c, s) => resolve(c ?? 128 + (s ? (SIGNAL_NUMBERS[s] ?? 0) : 0)));
     });
-    return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}), ...pvh };
+    return { code, poweredOff: code === 0 && !killedByUs, ...(timedOut ? { timedOut } : {}), ...how };
   } finally {
     if (timer) clearTimeout(timer);
     opts.stop?.removeEventListener('abort', stopChild);

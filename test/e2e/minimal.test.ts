@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { build } from '../../src/build/build.js';
 import { sniffCompression } from '../../src/formats/compress.js';
+import { readHostTscKhz } from '../../src/run/microvm.js';
 import { probeAccel, runQemu } from '../../src/run/qemu.js';
 import { assertBootsToSuitePassed, cli, REPO, TEST_CACHE, tempDir } from '../helpers.js';
 
@@ -51,8 +52,11 @@ test('examples/minimal.yml builds and boots to suite PASSED', { timeout: 900_000
   assert.doesNotMatch(log, /suite FAILED/);
   assert.equal(r.code, 0, `qemu exit ${r.code}; console:\n${log}`);
   assert.ok(r.poweredOff);
-  // Under TCG the kernel's vmlinux boots through PVH (the other boots here take the bzImage path).
-  assert.equal(r.pvh, (await probeAccel()) === 'tcg' ? true : undefined);
+  // Under TCG the kernel's vmlinux boots through PVH (the other boots here take the bzImage
+  // path), on microvm where the host's TSC frequency is known (the kernel image loads virtio_mmio).
+  const tcg = (await probeAccel()) === 'tcg';
+  assert.equal(r.pvh, tcg ? true : undefined);
+  assert.equal(r.microvm, tcg && (await readHostTscKhz()) !== undefined ? true : undefined);
 });
 
 test('building twice gives the same bytes, also with a fresh empty cache', { timeout: 900_000 }, async () => {
@@ -87,6 +91,7 @@ for (const kind of ['lz4', 'none'] as const) {
       pvh: false,
     });
     assert.equal(r.pvh, undefined);
+    assert.equal(r.microvm, undefined, 'microvm boots only PVH kernels');
   });
 }
 

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { readHostTscKhz } from '../../src/run/microvm.js';
+import { probeAccel } from '../../src/run/qemu.js';
 import {
   bootBuilt,
   buildYaml,
@@ -14,7 +16,6 @@ import {
   sshKeyPair,
   systemYaml,
   tempDir,
-  userNet,
   waitForSsh,
 } from '../helpers.js';
 import { skipUnless } from '../tools.js';
@@ -45,10 +46,12 @@ files:
   const port = await freePort();
   const t0 = Date.now();
   const stop = new AbortController();
+  // The runner's own NIC (not raw -netdev args): under TCG this boot runs on microvm.
   const booting = bootBuilt(dir, 'sshd', {
     stop: stop.signal,
     timeoutMs: 300_000,
-    extraArgs: userNet(port, 22),
+    networking: { mode: 'user' },
+    publish: [{ host: port, guest: 22, protocol: 'tcp' }],
   });
   const ssh = (cmd: string) => sshCommand(port, key, cmd);
   const { vm } = booting;
@@ -60,8 +63,23 @@ files:
     // Host keys were made at boot, in the container: never in the image.
     const keys = await ssh('ls /etc/ssh/');
     assert.match(keys.stdout, /ssh_host_ed25519_key\.pub/);
+    // The guest's clocks: the date from its RTC, and time that passes at the host's pace (on
+    // microvm the TSC's frequency comes from the host, see src/run/microvm.ts).
+    const clock = async () => {
+      const r = await ssh('date +%s; cat /proc/uptime');
+      const [date, uptime] = r.stdout.trim().split('\n');
+      return { host: Date.now() / 1000, date: Number(date), uptime: Number(uptime!.split(' ')[0]) };
+    };
+    const a = await clock();
+    assert.ok(Math.abs(a.date - a.host) < 30, `guest date ${a.date}, host ${a.host}`);
+    await new Promise((r) => setTimeout(r, 3000));
+    const b = await clock();
+    const rate = (b.uptime - a.uptime) / (b.host - a.host);
+    assert.ok(rate > 0.8 && rate < 1.25, `guest time passed at ${rate.toFixed(3)}x the host's`);
   } finally {
     stop.abort();
     await vm;
   }
+  const tcg = (await probeAccel()) === 'tcg';
+  assert.equal((await vm).microvm, tcg && (await readHostTscKhz()) !== undefined ? true : undefined);
 });
