@@ -100,6 +100,65 @@ test('PackageIndex: versions highest first, constrained lookup, providers', () =
   assert.equal(idx.get('awk'), undefined);
 });
 
+test('PackageIndex.fromCompact: arch filter, lazy lines, the same objects from versions and providers', () => {
+  // The parsed-index cache's form: one package per line, 13 tab-separated fields.
+  const line = (name: string, version: string, arch: string, provides = '', depends = '') =>
+    [
+      name,
+      version,
+      arch,
+      `pool/${name}.deb`,
+      'a'.repeat(64),
+      '1',
+      '',
+      depends,
+      provides,
+      '',
+      '',
+      '',
+      '',
+    ].join('\t');
+  const text = [
+    line('gawk', '1:5.2', 'amd64', 'awk'),
+    line('mawk', '1.3', 'amd64', 'awk, mawk-alias (= 1.3)', 'libc6 (>= 2.34)'),
+    line('mawk', '1.4', 'arm64', 'awk'),
+    line('a', '1.0', 'all'),
+    line('a', '2.0', 'amd64'),
+    line('a', '2.0', 'amd64'),
+  ].join('\n');
+  const idx = PackageIndex.fromCompact([{ buf: Buffer.from(text), source: 'test' }], ['amd64', 'all']);
+  assert.equal(idx.size, 3);
+  assert.deepEqual(idx.names(), ['a', 'gawk', 'mawk']);
+  assert.deepEqual(
+    idx.versions('a').map((p) => `${p.version} ${p.arch}`),
+    ['2.0 amd64', '1.0 all'],
+  );
+  assert.deepEqual(
+    idx.versions('mawk').map((p) => p.version),
+    ['1.3'],
+  );
+  assert.deepEqual(idx.get('mawk')?.depends, [[{ name: 'libc6', op: '>=', version: '2.34' }]]);
+  const awk = idx.providers('awk');
+  assert.deepEqual(
+    awk.map((p) => p.pkg.name),
+    ['gawk', 'mawk'],
+  );
+  assert.equal(awk[1]?.pkg, idx.get('mawk'), 'one object per line');
+  assert.deepEqual(
+    idx.providers('mawk-alias').map((p) => p.version),
+    ['1.3'],
+  );
+  assert.deepEqual(idx.versions('nope'), []);
+  assert.deepEqual(
+    PackageIndex.fromCompact([{ buf: Buffer.alloc(0), source: 'empty' }], ['amd64']).names(),
+    [],
+  );
+  assert.throws(
+    () => PackageIndex.fromCompact([{ buf: Buffer.from('a\tb'), source: 'cache/x.v1' }], ['amd64']),
+    /cache\/x\.v1: corrupt parsed index/,
+  );
+});
+
 test('mirror choice: explicit, env, host apt sources (Debian only), default', () => {
   const root = path.join(tmp, 'root');
   mkdirSync(path.join(root, 'etc/apt/sources.list.d'), { recursive: true });

@@ -255,18 +255,19 @@ function encodeCompact(pkgs: IndexedPackage[]): string {
   return lines.join('\n');
 }
 
-function decodeCompact(text: string, source: string): IndexedPackage[] {
-  const out: IndexedPackage[] = [];
-  if (text === '') return out;
-  for (const line of text.split('\n')) {
-    const v = line.split('\t');
-    if (v.length !== RAW_KEYS.length) throw new UserError(`${source}: corrupt parsed index`);
-    const r = {} as RawFields;
-    for (let i = 0; i < RAW_KEYS.length; i++) r[RAW_KEYS[i] as keyof RawFields] = v[i] as string;
-    out.push(packageFromRaw(r, source));
-  }
-  return out;
+/** One line of the compact form as a package. */
+function decodeLine(line: string, source: string): IndexedPackage {
+  const v = line.split('\t');
+  if (v.length !== RAW_KEYS.length) throw new UserError(`${source}: corrupt parsed index`);
+  const r = {} as RawFields;
+  for (let i = 0; i < RAW_KEYS.length; i++) r[RAW_KEYS[i] as keyof RawFields] = v[i] as string;
+  return packageFromRaw(r, source);
 }
+
+const TAB = 9;
+const NEWLINE = 10;
+const ARCH_FIELD = RAW_KEYS.indexOf('arch');
+const PROVIDES_FIELD = RAW_KEYS.indexOf('provides');
 
 // ---------------------------------------------------------------------------------------------
 // The index
@@ -277,33 +278,77 @@ export interface Provider {
   version?: string;
 }
 
-/** Packages by name (all versions, highest first) and by what they provide. */
-export class PackageIndex {
-  private readonly byName = new Map<string, PackageInfo[]>();
-  private readonly byProvides = new Map<string, Provider[]>();
+/**
+ * A line of a compact index not yet decoded, as one number: which text (times 2^32) plus the
+ * line's offset in it. Numbers, not objects: a suite has ~63k packages, a build looks at a few
+ * hundred, and holding every one as objects cost ~80 MB of heap.
+ */
+type LineRef = number;
+const TEXT_STRIDE = 2 ** 32;
 
-  constructor(packages: Iterable<PackageInfo>) {
+/**
+ * Packages by name (all versions, highest first) and by what they provide. Built from packages,
+ * or over compact index texts (fromCompact), whose lines are decoded when a name is looked up.
+ */
+export class PackageIndex {
+  private readonly byName = new Map<string, PackageInfo[] | LineRef[]>();
+  private readonly byProvides = new Map<string, Provider[] | LineRef[]>();
+  private readonly texts: { buf: Buffer; source: string }[] = [];
+  /** Decoded lines, so that byName and byProvides hand out the same objects. */
+  private readonly decoded = new Map<LineRef, PackageInfo>();
+
+  constructor(packages: Iterable<PackageInfo> = []) {
+    const byName = new Map<string, PackageInfo[]>();
+    const byProvides = new Map<string, Provider[]>();
     for (const p of packages) {
-      let l = this.byName.get(p.name);
-      if (!l) {
-        l = [];
-        this.byName.set(p.name, l);
-      }
-      if (!l.some((q) => q.version === p.version && q.arch === p.arch)) l.push(p);
-      for (const pr of p.provides) {
-        let v = this.byProvides.get(pr.name);
-        if (!v) {
-          v = [];
-          this.byProvides.set(pr.name, v);
+      push(byName, p.name, p);
+      for (const pr of p.provides) push(byProvides, pr.name, provider(p, pr.version));
+    }
+    for (const [name, l] of byName) this.byName.set(name, sortVersions(l));
+    for (const [name, l] of byProvides) this.byProvides.set(name, sortProviders(l));
+  }
+
+  /**
+   * An index over compact texts (the parsed-index cache's form, see encodeCompact) that keeps
+   * only packages of `arches`. Reading a line here takes its name, architecture and Provides;
+   * the rest is decoded when the name is looked up.
+   */
+  static fromCompact(texts: { buf: Buffer; source: string }[], arches: string[]): PackageIndex {
+    const idx = new PackageIndex();
+    const byName = idx.byName as Map<string, LineRef[]>;
+    const byProvides = idx.byProvides as Map<string, LineRef[]>;
+    for (const [t, { buf, source }] of texts.entries()) {
+      idx.texts.push({ buf, source });
+      const tabs: number[] = [];
+      for (let start = 0; start < buf.length; ) {
+        let end = buf.indexOf(NEWLINE, start);
+        if (end < 0) end = buf.length;
+        tabs.length = 0;
+        for (let i = buf.indexOf(TAB, start); i >= 0 && i < end; i = buf.indexOf(TAB, i + 1)) tabs.push(i);
+        if (tabs.length !== RAW_KEYS.length - 1) throw new UserError(`${source}: corrupt parsed index`);
+        const fieldText = (f: number) => buf.toString('utf8', f === 0 ? start : tabs[f - 1]! + 1, tabs[f]!);
+        if (arches.includes(fieldText(ARCH_FIELD))) {
+          const ref = t * TEXT_STRIDE + start;
+          push(byName, fieldText(0), ref);
+          const provides = fieldText(PROVIDES_FIELD);
+          if (provides !== '') for (const pr of parseProvides(provides)) push(byProvides, pr.name, ref);
         }
-        v.push(pr.version !== undefined ? { pkg: p, version: pr.version } : { pkg: p });
+        start = end + 1;
       }
     }
-    for (const l of this.byName.values())
-      l.sort((a, b) => compareVersions(b.version, a.version) || cmp(a.arch, b.arch));
-    for (const l of this.byProvides.values()) {
-      l.sort((a, b) => cmp(a.pkg.name, b.pkg.name) || compareVersions(b.pkg.version, a.pkg.version));
+    return idx;
+  }
+
+  private decode(ref: LineRef): PackageInfo {
+    let p = this.decoded.get(ref);
+    if (!p) {
+      const { buf, source } = this.texts[Math.floor(ref / TEXT_STRIDE)]!;
+      const start = ref % TEXT_STRIDE;
+      const end = buf.indexOf(NEWLINE, start);
+      p = decodeLine(buf.toString('utf8', start, end < 0 ? buf.length : end), source);
+      this.decoded.set(ref, p);
     }
+    return p;
   }
 
   /** Number of distinct package names. */
@@ -317,21 +362,60 @@ export class PackageIndex {
 
   /** Every version of a real package, highest first. */
   versions(name: string): PackageInfo[] {
-    return this.byName.get(name) ?? [];
+    const l = this.byName.get(name);
+    if (!l) return [];
+    if (!isRefs(l)) return l;
+    const pkgs = sortVersions(l.map((r) => this.decode(r)));
+    this.byName.set(name, pkgs);
+    return pkgs;
   }
 
   /** The highest version of `name`, or the highest satisfying `op version`. */
   get(name: string, op?: VersionOp | string, version?: string): PackageInfo | undefined {
-    const l = this.byName.get(name);
-    if (!l) return undefined;
+    const l = this.versions(name);
     if (op === undefined || version === undefined) return l[0];
     return l.find((p) => satisfies(p.version, op, version));
   }
 
   /** Packages that declare `Provides: name`, sorted by package name then version (highest first). */
   providers(name: string): Provider[] {
-    return this.byProvides.get(name) ?? [];
+    const l = this.byProvides.get(name);
+    if (!l) return [];
+    if (!isRefs(l)) return l;
+    const found: Provider[] = [];
+    for (const r of new Set(l)) {
+      const p = this.decode(r);
+      for (const pr of p.provides) if (pr.name === name) found.push(provider(p, pr.version));
+    }
+    const sorted = sortProviders(found);
+    this.byProvides.set(name, sorted);
+    return sorted;
   }
+}
+
+function push<T>(m: Map<string, T[]>, key: string, v: T): void {
+  const l = m.get(key);
+  if (l) l.push(v);
+  else m.set(key, [v]);
+}
+
+const isRefs = <T>(l: T[] | LineRef[]): l is LineRef[] => typeof l[0] === 'number';
+
+const provider = (pkg: PackageInfo, version: string | undefined): Provider =>
+  version !== undefined ? { pkg, version } : { pkg };
+
+/** One package per version and architecture (the first seen), highest version first. */
+function sortVersions(l: PackageInfo[]): PackageInfo[] {
+  const seen = new Set<string>();
+  const out = l.filter((p) => {
+    const k = `${p.version} ${p.arch}`;
+    return !seen.has(k) && seen.add(k);
+  });
+  return out.sort((a, b) => compareVersions(b.version, a.version) || cmp(a.arch, b.arch));
+}
+
+function sortProviders(l: Provider[]): Provider[] {
+  return l.sort((a, b) => cmp(a.pkg.name, b.pkg.name) || compareVersions(b.pkg.version, a.pkg.version));
 }
 
 function cmp(a: string, b: string): number {
@@ -685,13 +769,9 @@ export class DebianArchive {
     let index = packageIndexes.get(key);
     if (!index) {
       index = (async () => {
-        const all: PackageInfo[] = [];
-        for (const [name, entry] of files) {
-          for (const p of await this.loadIndexFile(name, entry)) {
-            if (p.arch === this.arch || p.arch === 'all') all.push(p);
-          }
-        }
-        return new PackageIndex(all);
+        const texts: { buf: Buffer; source: string }[] = [];
+        for (const [name, entry] of files) texts.push(await this.loadIndexFile(name, entry));
+        return PackageIndex.fromCompact(texts, [this.arch, 'all']);
       })();
       packageIndexes.set(key, index);
       index.catch(() => packageIndexes.delete(key));
@@ -699,10 +779,14 @@ export class DebianArchive {
     return index;
   }
 
-  private async loadIndexFile(name: string, entry: ReleaseFileEntry): Promise<PackageInfo[]> {
+  /** A Packages index in the compact form (see encodeCompact), from the parsed-index cache or made now. */
+  private async loadIndexFile(
+    name: string,
+    entry: ReleaseFileEntry,
+  ): Promise<{ buf: Buffer; source: string }> {
     const parsedPath = path.join(this.cacheDir, 'parsed', `${entry.sha256}.v${PARSED_FORMAT}`);
-    const parsed = await readParsedCache(parsedPath);
-    if (parsed) return parsed;
+    const parsed = await readFileChecked(parsedPath);
+    if (parsed) return { buf: parsed, source: parsedPath };
     const rel = await this.release();
     const plain = `${this.distsUrl}/${name}`;
     const urls =
@@ -712,8 +796,9 @@ export class DebianArchive {
     const data = await this.fetchVerified(urls, entry.sha256, entry.size);
     const text = new TextDecoder().decode(await decompress(data));
     const pkgs = parseDeb822(text, plain).map((s) => packageFromRaw(rawFromStanza(s), plain));
-    await writeParsedCache(parsedPath, pkgs);
-    return pkgs;
+    const buf = Buffer.from(encodeCompact(pkgs));
+    await writeFileChecked(parsedPath, buf);
+    return { buf, source: parsedPath };
   }
 
   /** Download a package's .deb (or take it from the cache), checked against the signed index. */
@@ -765,19 +850,4 @@ export class DebianArchive {
     await writeFileAtomic(p, data);
     return data;
   }
-}
-
-/** Parsed-index cache: the compact form, as derived data (see writeFileChecked). */
-async function readParsedCache(p: string): Promise<IndexedPackage[] | undefined> {
-  const body = await readFileChecked(p);
-  if (!body) return undefined;
-  try {
-    return decodeCompact(body.toString('utf8'), p);
-  } catch {
-    return undefined;
-  }
-}
-
-async function writeParsedCache(p: string, pkgs: IndexedPackage[]): Promise<void> {
-  await writeFileChecked(p, Buffer.from(encodeCompact(pkgs)));
 }
