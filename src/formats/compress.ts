@@ -64,12 +64,21 @@ function message(e: unknown): string {
   return (code && XZ_ERRORS[code]) || m;
 }
 
-/** xz's output as it is made (the package only offers a web stream; a Blob's feeds it without copies). */
+/**
+ * xz's output as it is made. The package takes a web stream; one that hands over `data` itself,
+ * which the decoder reads a buffer at a time (a Blob would copy it: 25 MB for the kernel's).
+ */
 async function* unxzStream(data: Uint8Array): AsyncGenerator<Uint8Array> {
   // Loaded on first use: its WebAssembly set-up costs every CLI start ~0.2 s otherwise.
   // CommonJS: no named exports under Node's ESM loader.
   const xzDecompress = (await import('xz-decompress')).default;
-  const reader = new xzDecompress.XzReadableStream(new Blob([data]).stream()).getReader();
+  const input = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(data);
+      c.close();
+    },
+  });
+  const reader = new xzDecompress.XzReadableStream(input).getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) return;
