@@ -5,7 +5,7 @@
  *
  * For each example: cold build (empty image cache, Debian .debs already downloaded), warm build
  * (cache populated, outputs removed), the same with `-compress lz4`, no-op rebuild (nothing
- * changed), build after one `files:` entry changed, peak RSS of a warm build, initrd size, boot
+ * changed), build after one `files:` entry changed, peak RSS of a warm and of a cold build, initrd size, boot
  * under the accelerator in use (minimal: to `suite PASSED` and to power-off; sshd: until an ssh
  * login with a key given in the YAML succeeds), and the floors over the same uncompressed cpio:
  * `gzip -6` and `lz4 -l -1` (the host tools), and our own in-process gzip, timed alone.
@@ -186,6 +186,7 @@ interface Row {
   noop: Stat;
   oneFile: Stat;
   peakRssMb?: number;
+  coldPeakRssMb?: number;
   initrdBytes: number;
   cpioBytes: number;
   gzipFloor: Stat;
@@ -231,6 +232,9 @@ async function benchExample(example: string, bootMarker: RegExp | 'ssh'): Promis
   }
   rmSync(out, { recursive: true, force: true });
   const peak = peakRssMb(['build', '-dir', out, '-name', name, yml]);
+  emptyImageCache();
+  rmSync(out, { recursive: true, force: true });
+  const coldPeak = peakRssMb(['build', '-dir', out, '-name', name, yml]);
 
   const initrd = path.join(out, `${name}-initrd.img`);
   const cpio = path.join(WORK, `${name}.cpio`);
@@ -304,6 +308,7 @@ async function benchExample(example: string, bootMarker: RegExp | 'ssh'): Promis
     noop: stat(noop),
     oneFile: stat(oneFile),
     peakRssMb: peak,
+    coldPeakRssMb: coldPeak,
     initrdBytes: statSync(initrd).size,
     cpioBytes: statSync(cpio).size,
     gzipFloor: stat(gzipFloor),
@@ -345,6 +350,7 @@ async function main(): Promise<void> {
     'our gzip s',
     'lz4 -l floor s',
     'peak RSS MB',
+    'cold peak RSS MB',
     'initrd MB',
     `boot s (${accel})`,
     'power-off s',
@@ -362,6 +368,7 @@ async function main(): Promise<void> {
       fmt(r.ourGzip),
       fmt(r.lz4Floor),
       r.peakRssMb?.toFixed(0) ?? '-',
+      r.coldPeakRssMb?.toFixed(0) ?? '-',
       (r.initrdBytes / 1e6).toFixed(2),
       `${fmt(r.boot)} (${r.bootMarker})`,
       fmt(r.poweroff),
