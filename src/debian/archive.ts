@@ -255,10 +255,13 @@ function encodeCompact(pkgs: IndexedPackage[]): string {
   return lines.join('\n');
 }
 
+const corruptParsedIndex = (source: string) =>
+  new UserError(`${source}: corrupt parsed index (remove it: the next build parses the index again)`);
+
 /** One line of the compact form as a package. */
 function decodeLine(line: string, source: string): IndexedPackage {
   const v = line.split('\t');
-  if (v.length !== RAW_KEYS.length) throw new UserError(`${source}: corrupt parsed index`);
+  if (v.length !== RAW_KEYS.length) throw corruptParsedIndex(source);
   const r = {} as RawFields;
   for (let i = 0; i < RAW_KEYS.length; i++) r[RAW_KEYS[i] as keyof RawFields] = v[i] as string;
   return packageFromRaw(r, source);
@@ -325,7 +328,10 @@ export class PackageIndex {
         if (end < 0) end = buf.length;
         tabs.length = 0;
         for (let i = buf.indexOf(TAB, start); i >= 0 && i < end; i = buf.indexOf(TAB, i + 1)) tabs.push(i);
-        if (tabs.length !== RAW_KEYS.length - 1) throw new UserError(`${source}: corrupt parsed index`);
+        if (tabs.length !== RAW_KEYS.length - 1)
+          throw new UserError(
+            `${source}: corrupt parsed index (remove it: the next build parses the index again)`,
+          );
         const fieldText = (f: number) => buf.toString('utf8', f === 0 ? start : tabs[f - 1]! + 1, tabs[f]!);
         if (arches.includes(fieldText(ARCH_FIELD))) {
           const ref = t * TEXT_STRIDE + start;
