@@ -516,7 +516,8 @@ async function microvmClock(opts: QemuOptions, vmlinux: string): Promise<number 
   if (needsQ35) return undefined;
   const tscKhz = await readHostTscKhz();
   if (tscKhz === undefined) return undefined;
-  const ok = await drivesVirtioMmio(vmlinux, opts.initrd!, opts.cacheDir ?? defaultCacheDir());
+  const kernelKey = path.basename(vmlinux, '.elf'); // pvh.ts names it by the kernel's sha256
+  const ok = await drivesVirtioMmio(vmlinux, kernelKey, opts.initrd!, opts.cacheDir ?? defaultCacheDir());
   return ok ? tscKhz : undefined;
 }
 
