@@ -25,7 +25,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -155,27 +155,59 @@ function pubKey(): string {
 }
 
 /**
- * Has sshd sent its banner on `port`? qemu's port forward accepts a connection before anything
- * listens in the guest, so an ssh client would hang on it until its timeout: ask cheaply first.
+ * A connection to `port` on which sshd has sent its banner, with the bytes read so far, or
+ * undefined. qemu's port forward accepts a connection before anything listens in the guest, so
+ * an ssh client would hang on it until its timeout: ask cheaply first.
  */
-function sshBanner(port: number): Promise<boolean> {
+function sshBanner(port: number): Promise<{ sock: Socket; head: Buffer } | undefined> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
-    const done = (ok: boolean) => {
+    const done = (head?: Buffer) => {
+      sock.removeAllListeners();
+      sock.setTimeout(0);
+      if (head?.subarray(0, 4).toString() === 'SSH-') return resolve({ sock, head });
       sock.destroy();
-      resolve(ok);
+      resolve(undefined);
     };
-    sock.setTimeout(1000, () => done(false));
-    sock.once('data', (d) => done(d.subarray(0, 4).toString() === 'SSH-'));
-    sock.once('error', () => done(false));
-    sock.once('close', () => done(false));
+    sock.setTimeout(1000, () => done());
+    sock.once('data', (d) => {
+      sock.pause();
+      done(d);
+    });
+    sock.once('error', () => done());
+    sock.once('close', () => done());
   });
 }
 
-/** One ssh login that runs `true` (asynchronous: the VM's console must keep draining). */
+/**
+ * One ssh login that runs `true`, over the connection that got the banner (through a one-shot
+ * local relay): a second connection would cost sshd another start of its per-connection
+ * process (~0.3 s under TCG) that a user's first ssh after sshd is up does not pay. Asynchronous:
+ * the VM's console must keep draining.
+ */
 async function sshOk(port: number): Promise<boolean> {
-  if (!(await sshBanner(port))) return false;
-  return (await sshCommand(port, KEY, 'true')).code === 0;
+  const got = await sshBanner(port);
+  if (!got) return false;
+  const relay = createServer((client) => {
+    relay.close();
+    client.write(got.head);
+    client.pipe(got.sock).pipe(client);
+    got.sock.resume();
+    const end = () => {
+      client.destroy();
+      got.sock.destroy();
+    };
+    client.once('error', end).once('close', end);
+    got.sock.once('error', end).once('close', end);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const relayPort = (relay.address() as AddressInfo).port;
+  try {
+    return (await sshCommand(relayPort, KEY, 'true')).code === 0;
+  } finally {
+    relay.close();
+    got.sock.destroy();
+  }
 }
 
 interface Row {
