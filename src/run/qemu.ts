@@ -410,9 +410,10 @@ function bootArgs(opts: MachineOptions): string[] {
   if (opts.kernel !== undefined) {
     // No initrd: a kernel+squashfs boot, the root on the first disk.
     const initrd = opts.initrd !== undefined ? ['-initrd', opts.initrd] : [];
-    // microvm: no reference clock to calibrate the TSC against (see microvm.ts).
+    // microvm: no reference clock to calibrate the TSC against, nor to watch it with (see
+    // microvm.ts), so its frequency is given and it is trusted.
     const cmdline = opts.microvmTscKhz
-      ? [opts.cmdline?.trim(), `tsc_early_khz=${opts.microvmTscKhz}`].filter(Boolean).join(' ')
+      ? [opts.cmdline?.trim(), `tsc_early_khz=${opts.microvmTscKhz} tsc=reliable`].filter(Boolean).join(' ')
       : (opts.cmdline ?? '');
     return ['-kernel', opts.kernel, ...initrd, '-append', cmdline];
   }
