@@ -10,15 +10,12 @@
  * never run; the caller writes what they would have done.
  */
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { readAr } from '../formats/ar.js';
 import { decompress, decompressStream } from '../formats/compress.js';
-import { dataBytes, type FileData, FileSlice } from '../fs/data.js';
+import { dataBytes, type FileData } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import type { FsTree } from '../fs/tree.js';
-import { writeChunks } from '../util/atomic.js';
+import { scratchFile } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { parseDeb822, type Stanza } from './deb822.js';
 
@@ -68,24 +65,7 @@ export async function readDeb(deb: Uint8Array, name = '.deb', scratchDir?: strin
   }
 }
 
-/**
- * The data tar unpacked into a scratch file in `dir`, deleted as soon as it is open: the tree
- * reads it through that descriptor, and nothing is left behind whatever happens (so it needs
- * no fsync, which for a kernel package's ~100 MB would cost about a second).
- */
+/** The data tar, unpacked into a scratch file in `dir` (see scratchFile) when there is one. */
 async function unpackData(data: Uint8Array, dir: string | undefined): Promise<FileData> {
-  if (dir === undefined) return decompress(data);
-  await mkdir(dir, { recursive: true });
-  const file = path.join(dir, `.unpack-${process.pid}-${randomBytes(6).toString('hex')}.tar`);
-  try {
-    const fh = await open(file, 'wx', 0o600);
-    try {
-      await writeChunks(fh, decompressStream(data));
-    } finally {
-      await fh.close();
-    }
-    return FileSlice.of(file);
-  } finally {
-    await rm(file, { force: true });
-  }
+  return dir === undefined ? decompress(data) : scratchFile(dir, decompressStream(data));
 }

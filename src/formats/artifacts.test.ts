@@ -10,7 +10,7 @@ import { runTool, skipUnless } from '../../test/tools.js';
 import { FsTree } from '../fs/tree.js';
 import {
   gnuSparseTar,
-  kernelInitrdTar,
+  kernelInitrdTarChunks,
   rootfsTarChunks,
   SQUASHFS_INIT,
   squashfsInitrdTree,
@@ -36,7 +36,10 @@ describe('tar outputs', skipUnless('bsdtar', 'libarchive-tools'), () => {
 
   test('tar-kernel-initrd: kernel, initrd.img, cmdline', () => {
     const f = path.join(dir, 'x-initrd.tar');
-    writeFileSync(f, kernelInitrdTar(kernel, Buffer.from('INITRD'), 'console=ttyS0', 0));
+    writeFileSync(
+      f,
+      Buffer.concat([...kernelInitrdTarChunks(kernel, Buffer.from('INITRD'), 'console=ttyS0', 0)]),
+    );
     assert.equal(runTool('tar', ['-tf', f]), 'kernel\ninitrd.img\ncmdline\n');
     assert.match(list(f), /^-rw-r--r-- 0\/0 +600 1970-01-01 00:00 kernel$/m);
     assert.equal(runTool('bsdtar', ['-xOf', f, 'cmdline']), 'console=ttyS0');

@@ -22,26 +22,29 @@
  */
 import { Buffer } from 'node:buffer';
 import path from 'node:path';
-import { dataBytes } from '../fs/data.js';
+import { dataBytes, type FileData } from '../fs/data.js';
 import { type FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { gzip } from './compress.js';
 import { encodeQcow2 } from './qcow2.js';
 import { dataBlocks, type SparseImage } from './sparse.js';
-import { tarChunks, writeTar } from './tar.js';
+import { tarChunks } from './tar.js';
 import { encodeAzureVhd, encodeDynamicVhd, encodeFixedVhd } from './vhd.js';
 import { encodeVmdk } from './vmdk.js';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
-/** NAME-initrd.tar: what kernel+initrd writes, as one tar (upstream's member names). */
-export function kernelInitrdTar(
+/**
+ * NAME-initrd.tar: what kernel+initrd writes, as one tar (upstream's member names), in pieces
+ * (the initrd read as it is reached when it is a file on disk).
+ */
+export function kernelInitrdTarChunks(
   kernel: Uint8Array,
-  initrd: Uint8Array,
+  initrd: FileData,
   cmdline: string,
   mtime: number,
-): Buffer {
-  const f = (path: string, data: Uint8Array): FsEntry => ({
+): Generator<Uint8Array> {
+  const f = (path: string, data: FileData): FsEntry => ({
     path,
     kind: 'file',
     mode: 0o644,
@@ -52,7 +55,7 @@ export function kernelInitrdTar(
   });
   const members = [f('kernel', kernel), f('initrd.img', initrd)];
   if (cmdline) members.push(f('cmdline', utf8(cmdline)));
-  return writeTar(members);
+  return tarChunks(members);
 }
 
 /** The command a `docker build` of NAME.docker runs: our init (see pkg/init/init). */

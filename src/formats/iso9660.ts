@@ -38,7 +38,7 @@
  * image is padded to a whole MiB.
  */
 import { Buffer } from 'node:buffer';
-import { dataBytes, type FileData } from '../fs/data.js';
+import { CHUNK, dataBytes, dataChunks, type FileData } from '../fs/data.js';
 import { FILE_TYPE_BITS, type FsEntry, type FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { crc32, type MbrPartition, writeMbr } from './partition.js';
@@ -348,6 +348,38 @@ function validVolumeId(id: string): void {
 
 /** Writes `tree` as an ISO 9660 image (see the layout at the top of this file). */
 export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
+  return Buffer.concat([...iso9660Chunks(tree, opts)]);
+}
+
+const ZEROS = new Uint8Array(CHUNK);
+const sectors = (bytes: number) => Math.ceil(bytes / LB);
+
+/**
+ * writeIso9660's bytes in order, in pieces: the volume's metadata and boot images (in memory),
+ * then each file's data as it is read (a slice of a file on disk stays there until then), and
+ * the padding. So an image's memory is its metadata, whatever its files weigh.
+ */
+export function* iso9660Chunks(tree: FsTree, opts: IsoOptions): Generator<Uint8Array> {
+  const { head, files, totalBytes } = layoutIso9660(tree, opts);
+  yield head;
+  let at = head.length;
+  const zeros = function* (n: number) {
+    for (; n > 0; n -= Math.min(n, ZEROS.length)) yield ZEROS.subarray(0, Math.min(n, ZEROS.length));
+  };
+  for (const { extent, data } of files) {
+    if (extent * LB !== at) throw new Error(`internal error: ISO file data out of order at block ${extent}`);
+    yield* dataChunks(data);
+    at += sectors(data.length) * LB;
+    yield* zeros(sectors(data.length) * LB - data.length);
+  }
+  yield* zeros(totalBytes - at);
+}
+
+/** The image's first bytes up to the files that stream, those files (by extent) and the total size. */
+function layoutIso9660(
+  tree: FsTree,
+  opts: IsoOptions,
+): { head: Buffer; files: { extent: number; data: FileData }[]; totalBytes: number } {
   validVolumeId(opts.volumeId);
   const rr = opts.rockRidge ?? true;
   const joliet = opts.joliet ?? true;
@@ -553,7 +585,6 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
         true,
       ).length
     : 0;
-  const sectors = (bytes: number) => Math.ceil(bytes / LB);
 
   // Lay out: descriptors, path tables, directories, continuation areas, files.
   let next = 16;
@@ -615,7 +646,17 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
   const volumeBlocks = next;
   let totalBytes = volumeBlocks * LB;
   if (opts.hybrid) totalBytes = Math.ceil(totalBytes / (1 << 20)) * (1 << 20);
-  const out = Buffer.alloc(totalBytes);
+  // The boot catalog and boot images (small, and patched below) are in memory with the
+  // metadata; the other files' data, after them, stream (iso9660Chunks).
+  const inHead = (n: Node) => n === catalogNode || n === biosNode || n === efiNode;
+  const streamed: { extent: number; data: FileData }[] = [];
+  const placed = new Set<number>();
+  for (const n of ordered) {
+    if (inHead(n) || !n.length || placed.has(n.extent)) continue;
+    placed.add(n.extent);
+    streamed.push({ extent: n.extent, data: n.entry.data! });
+  }
+  const out = Buffer.alloc((streamed[0]?.extent ?? volumeBlocks) * LB);
 
   // Directory records.
   const writeRecs = (recs: Rec[], lba: number, forJoliet: boolean) => {
@@ -687,11 +728,8 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
     ).copy(out, jmPt * LB);
   }
 
-  // File data.
-  for (const n of ordered) {
-    const data = n.entry.data;
-    if (data?.length && n !== catalogNode) out.set(dataBytes(data), n.extent * LB);
-  }
+  // Boot images' data (the other files stream).
+  for (const n of [biosNode, efiNode]) if (n?.length) out.set(dataBytes(n.entry.data), n.extent * LB);
 
   // Volume descriptors.
   const vd = (
@@ -833,7 +871,7 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
       out.writeUInt32LE(0, 436);
     }
   }
-  return out;
+  return { head: out, files: streamed, totalBytes };
 }
 
 function entriesInOrder(root: Node): Node[] {

@@ -10,22 +10,22 @@ import { Buffer } from 'node:buffer';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Assembled } from '../build/assemble.js';
-import { dataBytes } from '../fs/data.js';
+import { dataBytes, dataChunks, type FileData } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
-import { writeFilesAtomic } from '../util/atomic.js';
+import { scratchFile, writeFilesAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 import { sourceDateEpoch } from '../util/reproducible.js';
 import {
   type DiskFormat,
-  kernelInitrdTar,
+  kernelInitrdTarChunks,
   rootfsTarChunks,
   squashfsInitrdTree,
   wrapDisk,
 } from './artifacts.js';
-import { collect, gzip, type InitrdCompression, initrdStream } from './compress.js';
+import { gzip, type InitrdCompression, initrdStream } from './compress.js';
 import { cpioChunks, writeCpio } from './cpio.js';
 import { writeFat } from './fat.js';
-import { writeIso9660 } from './iso9660.js';
+import { iso9660Chunks, writeIso9660 } from './iso9660.js';
 import { GPT_FIRST_USABLE, GPT_TYPES, stableGuid, writeGpt } from './partition.js';
 import { type Extent, flatten, type SparseImage, sparseImage, writeSparseFile } from './sparse.js';
 import { writeSquashfs } from './squashfs.js';
@@ -47,11 +47,14 @@ export interface OutputContext {
   size: number;
   /** Boot loader package trees by package name (see BOOTLOADERS). */
   boot: Map<string, FsTree>;
-  /** The compressed cpio of the root: built once per build, shared by the formats that need it. */
-  initrd(): Uint8Array;
   /**
-   * The same as the contents of NAME-initrd.img: the bytes when another format needs them too,
-   * else made while the file is written.
+   * The compressed cpio of the root: made once per build into a scratch file (so its size is
+   * not memory), shared by the formats that need it.
+   */
+  initrd(): FileData;
+  /**
+   * The same as the contents of NAME-initrd.img: read from that scratch file when another
+   * format needs the initrd too, else made while the file is written.
    */
   initrdFile(): Pick<OutputFile, 'data' | 'stream'>;
 }
@@ -75,7 +78,7 @@ function bootFile(ctx: OutputContext, pkg: string, file: string): Uint8Array {
 }
 
 /** A tree of plain root-owned files, dated with the build's epoch (the cmdline is fixed data). */
-function fileTree(files: Record<string, Uint8Array>, mtime = 0): FsTree {
+function fileTree(files: Record<string, FileData>, mtime = 0): FsTree {
   const t = new FsTree();
   for (const [path, data] of Object.entries(files))
     t.set({ path, kind: 'file', mode: 0o644, uid: 0, gid: 0, mtime, data }, { mtime });
@@ -103,7 +106,7 @@ function isolinuxCfg(cmdline: string): Uint8Array {
 }
 
 /** The BIOS-bootable hybrid ISO: isolinux (El Torito, boot info table) and an isohybrid MBR. */
-function biosIso(ctx: OutputContext, format: string): Buffer {
+function biosIso(ctx: OutputContext, format: string): Generator<Uint8Array> {
   const tree = fileTree({
     'isolinux/isolinux.bin': bootFile(ctx, SYSLINUX, 'usr/lib/ISOLINUX/isolinux.bin'),
     'isolinux/ldlinux.c32': bootFile(ctx, SYSLINUX, 'usr/lib/syslinux/modules/bios/ldlinux.c32'),
@@ -111,7 +114,7 @@ function biosIso(ctx: OutputContext, format: string): Buffer {
     kernel: needKernel(ctx.system, format),
     'initrd.img': ctx.initrd(),
   });
-  return writeIso9660(tree, {
+  return iso9660Chunks(tree, {
     volumeId: 'LINUXKIT',
     boot: { bios: 'isolinux/isolinux.bin', catalog: 'isolinux/boot.cat' },
     hybrid: { mbrCode: bootFile(ctx, SYSLINUX, 'usr/lib/ISOLINUX/isohdpfx.bin') },
@@ -194,7 +197,7 @@ export function efiDisk(ctx: OutputContext, format: string): SparseImage {
  * binary.) Exported for the formats that wrap a disk (qcow2-bios, vhd, ...).
  */
 export function biosDisk(ctx: OutputContext, format: string): SparseImage {
-  const iso = biosIso(ctx, format);
+  const iso = Buffer.concat([...biosIso(ctx, format)]);
   const size = Math.max(diskSize(ctx, 1, format), iso.length);
   return disk(size, [{ offset: 0, data: iso }]);
 }
@@ -222,9 +225,9 @@ const writers: Record<string, Writer> = {
   'kernel+iso': ({ system, prefix }) => [
     { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+iso') },
     { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
-    { path: `${prefix}.iso`, data: writeIso9660(system.root, { volumeId: 'LINUXKIT', joliet: false }) },
+    { path: `${prefix}.iso`, stream: iso9660Chunks(system.root, { volumeId: 'LINUXKIT', joliet: false }) },
   ],
-  'iso-bios': (ctx) => [{ path: `${ctx.prefix}.iso`, data: biosIso(ctx, 'iso-bios') }],
+  'iso-bios': (ctx) => [{ path: `${ctx.prefix}.iso`, stream: biosIso(ctx, 'iso-bios') }],
   'iso-efi': (ctx) => [{ path: `${ctx.prefix}-efi.iso`, data: efiIso(ctx, 'iso-efi') }],
   'iso-efi-initrd': (ctx) => [{ path: `${ctx.prefix}-efi-initrd.iso`, data: efiIso(ctx, 'iso-efi-initrd') }],
   'raw-bios': (ctx) => [{ path: `${ctx.prefix}-bios.img`, sparse: biosDisk(ctx, 'raw-bios') }],
@@ -233,7 +236,12 @@ const writers: Record<string, Writer> = {
   'tar-kernel-initrd': ({ system, prefix, initrd }) => [
     {
       path: `${prefix}-initrd.tar`,
-      data: kernelInitrdTar(needKernel(system, 'tar-kernel-initrd'), initrd(), system.cmdline, epoch()),
+      stream: kernelInitrdTarChunks(
+        needKernel(system, 'tar-kernel-initrd'),
+        initrd(),
+        system.cmdline,
+        epoch(),
+      ),
     },
   ],
   tar: ({ system, prefix }) => [
@@ -338,11 +346,12 @@ export async function writeOutputs(
   checkFormats(formats);
   formats = [...new Set(formats)];
   // The compressed cpio streams straight into NAME-initrd.img (compressed on every core as the
-  // cpio is written). Formats that put it inside an image need its bytes: those are made up front.
+  // cpio is written). Formats that put it inside an image read it: it is made up front, into a
+  // scratch file beside the outputs.
   const stream = () =>
     initrdStream(cpioChunks(system.root.entries()), opts.compress ?? 'gzip', opts.pieceCache);
   const initrd = formats.some((f) => !NO_INITRD.has(f) && f !== 'kernel+initrd')
-    ? await collect(stream())
+    ? await scratchFile(path.dirname(prefix), stream())
     : undefined;
   const ctx: OutputContext = {
     system,
@@ -353,7 +362,7 @@ export async function writeOutputs(
       if (!initrd) throw new Error('internal error: a format listed in NO_INITRD asked for the initrd');
       return initrd;
     },
-    initrdFile: () => (initrd ? { data: initrd } : { stream: stream() }),
+    initrdFile: () => ({ stream: initrd ? dataChunks(initrd) : stream() }),
   };
   // Formats may share a file (kernel+initrd and kernel+iso both write NAME-kernel): same bytes
   // are written once; different bytes under one name are an error.

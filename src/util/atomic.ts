@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { FileSlice } from '../fs/data.js';
 
 function tempName(target: string): string {
   return path.join(
@@ -103,4 +104,28 @@ export async function readFileChecked(target: string): Promise<Buffer | undefine
   if (buf.indexOf(10) !== 64) return undefined;
   const body = buf.subarray(65);
   return buf.subarray(0, 64).toString('latin1') === sha256hex(body) ? body : undefined;
+}
+
+/**
+ * `chunks` written to a scratch file in `dir` that is deleted as soon as it is open: the
+ * returned slice reads it through that descriptor (closed with the build's data files, see
+ * withDataFiles), and nothing is left behind whatever happens, so it needs no fsync.
+ */
+export async function scratchFile(
+  dir: string,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+): Promise<FileSlice> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `.scratch-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    const fh = await open(file, 'wx', 0o600);
+    try {
+      await writeChunks(fh, chunks);
+    } finally {
+      await fh.close();
+    }
+    return FileSlice.of(file);
+  } finally {
+    await rm(file, { force: true });
+  }
 }
