@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fsEntry, tempDir } from '../../test/helpers.js';
 import { hostHas, runTool, skipUnless } from '../../test/tools.js';
+import { CHUNK, FileSlice, withDataFiles } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
-import { writeIso9660 } from './iso9660.js';
+import { iso9660Chunks, writeIso9660 } from './iso9660.js';
 
 const LONG =
   'Long File Name With Spaces and a very long name indeed that goes over sixty four characters.txt';
@@ -32,6 +34,31 @@ function sampleTree(): FsTree {
   file('d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/deep.txt', 'deep');
   return t;
 }
+
+describe('iso9660Chunks', () => {
+  test('the bytes of writeIso9660, with a file on disk read a piece at a time, boot images and all', async () => {
+    const dir = tempDir('lk-iso-chunks-');
+    const big = randomBytes(3 * CHUNK + 123);
+    const file = path.join(dir, 'big.bin');
+    writeFileSync(file, big);
+    const tree = (data: Uint8Array | FileSlice) => {
+      const t = sampleTree();
+      t.set(fsEntry({ path: 'boot/loader.bin', kind: 'file', data: new Uint8Array(4096).fill(0xb0) }));
+      t.set(fsEntry({ path: 'initrd.img', kind: 'file', data }));
+      t.set(fsEntry({ path: 'zz/same.img', kind: 'file', data }));
+      return t;
+    };
+    const opts = { volumeId: 'X', boot: { bios: 'boot/loader.bin' }, hybrid: {} };
+    const whole = writeIso9660(tree(big), opts);
+    await withDataFiles(async () => {
+      const pieces = [...iso9660Chunks(tree(FileSlice.of(file)), opts)];
+      assert.ok(Buffer.concat(pieces).equals(whole));
+      // After the metadata and boot image, nothing bigger than a read piece is held at once.
+      assert.ok(pieces.slice(1).every((p) => p.length <= CHUNK));
+      assert.ok(pieces[0]!.length < CHUNK, `head ${pieces[0]!.length} bytes`);
+    });
+  });
+});
 
 describe('writeIso9660', () => {
   test('is deterministic', () => {

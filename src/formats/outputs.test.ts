@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fsEntry, tempDir } from '../../test/helpers.js';
@@ -96,6 +96,11 @@ describe('writeOutputs', () => {
       'sys-efi.iso',
       'sys.iso',
     ]);
+    // The initrd these formats share was made in a scratch file, gone now.
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.startsWith('.')),
+      [],
+    );
     for (const n of ['sys-bios.img', 'sys-efi.img'])
       assert.equal(statSync(`${path.join(dir, n)}`).size, 64 * MIB);
     assert.match(runTool('sgdisk', ['-v', path.join(dir, 'sys-efi.img')]), /No problems found/);
