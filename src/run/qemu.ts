@@ -510,7 +510,6 @@ async function microvmClock(opts: QemuOptions, vmlinux: string): Promise<number 
     opts.initrd === undefined ||
     opts.gui ||
     opts.dataIso !== undefined ||
-    opts.netboot !== undefined ||
     !!opts.disks?.length ||
     !!opts.devices?.length ||
     !!opts.extraArgs?.length;
