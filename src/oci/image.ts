@@ -22,6 +22,7 @@ import { applyLayer } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { fileIdentity } from '../util/lru.js';
 import { parseDigest, sha256Digest } from './digest.js';
 import { corruptBlob, type ImageStore } from './layout.js';
 import {
@@ -218,8 +219,7 @@ async function derivedLayerPath(store: ImageStore, digest: string): Promise<stri
     throw e;
   }
   const { algorithm, hex } = parseDigest(digest);
-  const id = `${st.ino.toString(16)}-${st.ctimeNs.toString(16)}-${st.size.toString(16)}`;
-  return path.join(store.dir, 'derived', 'layers', `${algorithm}-${hex}-${id}.tar`);
+  return path.join(store.dir, 'derived', 'layers', `${algorithm}-${hex}-${fileIdentity(st)}.tar`);
 }
 
 /** A layer's uncompressed tar as a file on disk: made from its blob (digest checked) the first time. */

@@ -72,7 +72,8 @@ describe('drivesVirtioMmio', () => {
     const answers = await readdir(path.join(cache, 'microvm'));
     assert.deepEqual(answers.map((n) => n.split('.').at(-1)).sort(), ['no', 'no', 'yes', 'yes']);
     // Asked again, the answer comes from the cache (an answer changed by hand shows it)...
-    const bareNo = answers.find((n) => n.startsWith(`k1-${statSync(bare).dev}-${statSync(bare).ino}-`))!;
+    const { dev, ino } = statSync(bare);
+    const bareNo = answers.find((n) => n.startsWith(`k1-${dev.toString(16)}-${ino.toString(16)}-`))!;
     await rename(
       path.join(cache, 'microvm', bareNo),
       path.join(cache, 'microvm', bareNo.replace(/\.no$/, '.yes')),

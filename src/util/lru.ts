@@ -1,8 +1,18 @@
 /**
  * Caches of files that we may remove: a file's mtime says when it was last used (touch), and
- * pruning removes the least recently used first.
+ * pruning removes the least recently used first. An entry derived from a file is named by that
+ * file's identity (fileIdentity).
  */
+import type { BigIntStats } from 'node:fs';
 import { rm, stat, utimes } from 'node:fs/promises';
+
+/**
+ * A file's identity for naming what is derived from it: inode, change time (ns) and size, in
+ * hex. A file written again, even in place, gets a new change time, so it no longer matches.
+ */
+export function fileIdentity(st: BigIntStats): string {
+  return `${st.ino.toString(16)}-${st.ctimeNs.toString(16)}-${st.size.toString(16)}`;
+}
 
 /** Mark a file as used now; false if it is not there. */
 export async function touch(file: string): Promise<boolean> {
