@@ -281,6 +281,12 @@ export interface Provider {
   version?: string;
 }
 
+/** A Packages index in the compact form (see encodeCompact), and the file it came from. */
+export interface CompactText {
+  buf: Buffer;
+  source: string;
+}
+
 /**
  * A line of a compact index not yet decoded, as one number: which text (times 2^32) plus the
  * line's offset in it. Numbers, not objects: a suite has ~63k packages, a build looks at a few
@@ -296,7 +302,7 @@ const TEXT_STRIDE = 2 ** 32;
 export class PackageIndex {
   private readonly byName = new Map<string, PackageInfo[] | LineRef[]>();
   private readonly byProvides = new Map<string, Provider[] | LineRef[]>();
-  private readonly texts: { buf: Buffer; source: string }[] = [];
+  private readonly texts: CompactText[] = [];
   /** Decoded lines, so that byName and byProvides hand out the same objects. */
   private readonly decoded = new Map<LineRef, PackageInfo>();
 
@@ -316,7 +322,7 @@ export class PackageIndex {
    * only packages of `arches`. Reading a line here takes its name, architecture and Provides;
    * the rest is decoded when the name is looked up.
    */
-  static fromCompact(texts: { buf: Buffer; source: string }[], arches: string[]): PackageIndex {
+  static fromCompact(texts: CompactText[], arches: string[]): PackageIndex {
     const idx = new PackageIndex();
     const byName = idx.byName as Map<string, LineRef[]>;
     const byProvides = idx.byProvides as Map<string, LineRef[]>;
@@ -775,7 +781,7 @@ export class DebianArchive {
     let index = packageIndexes.get(key);
     if (!index) {
       index = (async () => {
-        const texts: { buf: Buffer; source: string }[] = [];
+        const texts: CompactText[] = [];
         for (const [name, entry] of files) texts.push(await this.loadIndexFile(name, entry));
         return PackageIndex.fromCompact(texts, [this.arch, 'all']);
       })();
@@ -786,10 +792,7 @@ export class DebianArchive {
   }
 
   /** A Packages index in the compact form (see encodeCompact), from the parsed-index cache or made now. */
-  private async loadIndexFile(
-    name: string,
-    entry: ReleaseFileEntry,
-  ): Promise<{ buf: Buffer; source: string }> {
+  private async loadIndexFile(name: string, entry: ReleaseFileEntry): Promise<CompactText> {
     const parsedPath = path.join(this.cacheDir, 'parsed', `${entry.sha256}.v${PARSED_FORMAT}`);
     const parsed = await readFileChecked(parsedPath);
     if (parsed) return { buf: parsed, source: parsedPath };
