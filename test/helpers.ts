@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { build } from '../src/build/build.js';
 import type { FsEntry } from '../src/fs/tree.js';
-import { type QemuOptions, type QemuResult, runQemu } from '../src/run/qemu.js';
+import { readHostTscKhz } from '../src/run/microvm.js';
+import { probeAccel, type QemuOptions, type QemuResult, runQemu } from '../src/run/qemu.js';
 
 /** The repository root (tests run from dist/test/...). */
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -303,4 +304,12 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 500));
   }
   return undefined;
+}
+
+/**
+ * What a kernel+initrd boot's QemuResult.microvm should be for our kernel image (which loads
+ * virtio_mmio): true under TCG where the host's TSC frequency is known, else absent (q35).
+ */
+export async function expectedMicrovm(): Promise<true | undefined> {
+  return (await probeAccel()) === 'tcg' && (await readHostTscKhz()) !== undefined ? true : undefined;
 }

@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readHostTscKhz } from '../../src/run/microvm.js';
-import { probeAccel } from '../../src/run/qemu.js';
 import {
   bootBuilt,
   buildYaml,
+  expectedMicrovm,
   freePort,
   pkgRef as pkg,
   sshCommand,
@@ -83,6 +82,5 @@ files:
     stop.abort();
     await vm;
   }
-  const tcg = (await probeAccel()) === 'tcg';
-  assert.equal((await vm).microvm, tcg && (await readHostTscKhz()) !== undefined ? true : undefined);
+  assert.equal((await vm).microvm, await expectedMicrovm());
 });
