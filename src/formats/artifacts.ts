@@ -22,12 +22,12 @@
  */
 import { Buffer } from 'node:buffer';
 import path from 'node:path';
-import { dataBytes, type FileData } from '../fs/data.js';
+import { dataBytes, dataChunks, type FileData } from '../fs/data.js';
 import { type FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
-import { gzip } from './compress.js';
+import { gzipChunks } from './compress.js';
 import { encodeQcow2 } from './qcow2.js';
-import { dataBlocks, type SparseImage } from './sparse.js';
+import { dataBlocks, ExtentWriter, type SparseImage } from './sparse.js';
 import { tarChunks } from './tar.js';
 import { encodeAzureVhd, encodeDynamicVhd, encodeFixedVhd } from './vhd.js';
 import { encodeVmdk } from './vmdk.js';
@@ -181,30 +181,33 @@ function octal(b: Buffer, off: number, width: number, n: number): void {
   }
 }
 
-/** An old-GNU sparse tar holding one file `name` with the image's bytes (holes stay holes). */
-export function gnuSparseTar(name: string, img: SparseImage, mtime: number): Buffer[] {
+/**
+ * An old-GNU sparse tar holding one file `name` with the image's bytes (holes stay holes), in
+ * pieces: the stored runs are read as they are reached.
+ */
+export function* gnuSparseTar(name: string, img: SparseImage, mtime: number): Generator<Uint8Array> {
   const CHUNK = 4096;
-  // Runs of non-zero 4 KiB blocks, merged.
+  // Runs of non-zero 4 KiB blocks, merged; their data in order (slices of a file stay slices).
   const runs: [number, number][] = [];
-  const chunks: Uint8Array[] = [];
+  const stored = new ExtentWriter();
   for (const { index, data } of dataBlocks(img, CHUNK)) {
     const off = index * CHUNK;
     const len = Math.min(CHUNK, img.size - off);
     const last = runs[runs.length - 1];
     if (last && last[0] + last[1] === off) last[1] += len;
     else runs.push([off, len]);
-    chunks.push(data.subarray(0, len));
+    stored.put(data instanceof Uint8Array ? data.subarray(0, len) : data.slice(0, len));
   }
   if (runs.length === 0 || runs[runs.length - 1]![0] + runs[runs.length - 1]![1] < img.size)
     runs.push([img.size, 0]);
-  const stored = runs.reduce((s, r) => s + r[1], 0);
+  const storedBytes = stored.pos;
 
   const h = Buffer.alloc(512);
   h.write(name, 0, 100, 'utf8');
   octal(h, 100, 8, 0o644);
   octal(h, 108, 8, 0);
   octal(h, 116, 8, 0);
-  octal(h, 124, 12, stored);
+  octal(h, 124, 12, storedBytes);
   octal(h, 136, 12, mtime);
   h.write('S', 156, 'ascii');
   h.write('ustar  \0', 257, 'latin1');
@@ -220,7 +223,7 @@ export function gnuSparseTar(name: string, img: SparseImage, mtime: number): Buf
   for (const x of h) sum += x;
   h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
 
-  const out: Buffer[] = [h];
+  yield h;
   for (let i = 4; i < runs.length; i += 21) {
     const ext = Buffer.alloc(512);
     runs.slice(i, i + 21).forEach(([o, l], k) => {
@@ -228,11 +231,11 @@ export function gnuSparseTar(name: string, img: SparseImage, mtime: number): Buf
       octal(ext, k * 24 + 12, 12, l);
     });
     ext[504] = i + 21 < runs.length ? 1 : 0;
-    out.push(ext);
+    yield ext;
   }
-  for (const c of chunks) out.push(Buffer.from(c.buffer, c.byteOffset, c.length));
-  out.push(Buffer.alloc((512 - (stored % 512)) % 512), Buffer.alloc(1024));
-  return out;
+  for (const e of stored.extents) yield* dataChunks(e.data);
+  yield Buffer.alloc((512 - (storedBytes % 512)) % 512);
+  yield Buffer.alloc(1024);
 }
 
 export type DiskFormat = 'qcow2' | 'vhd' | 'dynamic-vhd' | 'vmdk' | 'gcp' | 'aws' | 'azure';
@@ -241,7 +244,8 @@ export interface DiskFile {
   suffix: string;
   /** Written sparse (raw, fixed VHD) or dense, by the caller. */
   image?: SparseImage;
-  data?: Uint8Array;
+  /** Bytes made as the file is written (gcp's gzipped tar). */
+  stream?: AsyncIterable<Uint8Array>;
 }
 
 /**
@@ -263,6 +267,6 @@ export function wrapDisk(format: DiskFormat, raw: SparseImage, name: string, epo
     case 'aws':
       return { suffix: '.raw', image: raw };
     case 'gcp':
-      return { suffix: '.img.tar.gz', data: gzip(Buffer.concat(gnuSparseTar('disk.raw', raw, epoch)), 6) };
+      return { suffix: '.img.tar.gz', stream: gzipChunks(gnuSparseTar('disk.raw', raw, epoch), 6) };
   }
 }

@@ -143,6 +143,14 @@ export function gzip(data: Uint8Array, level = 6): Buffer {
   return zlib.gzipSync(data, { level });
 }
 
+/** gzip over pieces as they come, as one member: the bytes gzip() makes of them joined. */
+export function gzipChunks(
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  level = 6,
+): AsyncIterable<Uint8Array> {
+  return pipeThrough(chunks, zlib.createGzip({ level }));
+}
+
 /** Piece sizes of `gzipParallel` (input bytes): at least MIN, at most MAX, ~MIN + MASK + 1 on average. */
 const PIECE_MIN = 256 * 1024;
 const PIECE_MAX = 2 << 20;

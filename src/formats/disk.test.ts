@@ -4,13 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { tempDir } from '../../test/helpers.js';
 import { runTool, skipUnless } from '../../test/tools.js';
+import { dataBytes, FileSlice } from '../fs/data.js';
+import { gnuSparseTar } from './artifacts.js';
 import { encodeQcow2 } from './qcow2.js';
-import { flatten, readAt, type SparseImage, sparseImage, writeSparseFile } from './sparse.js';
+import { flatten, readAt, type SparseImage, sparseChunks, sparseImage, writeSparseFile } from './sparse.js';
 import { encodeAzureVhd, encodeDynamicVhd, encodeFixedVhd, vhdGeometry } from './vhd.js';
 import { encodeVmdk } from './vmdk.js';
 
@@ -37,7 +39,7 @@ const info = (file: string, fmt: string) =>
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const digestOf = (img: SparseImage) =>
-  sha(Buffer.concat(img.extents.flatMap((e) => [Buffer.from(`${e.offset}`), e.data])));
+  sha(Buffer.concat(img.extents.flatMap((e) => [Buffer.from(`${e.offset}`), dataBytes(e.data)])));
 
 describe('sparse images', () => {
   test('readAt assembles views and zero gaps; overlaps are refused', () => {
@@ -68,6 +70,43 @@ describe('sparse images', () => {
     assert.ok(st.blocks * 512 < 4 * MiB, `1 GiB raw uses ${st.blocks * 512} bytes on disk`);
     const back = readFileSync(file);
     assert.equal(sha(back.subarray(0, 3 * MiB)), sha(readAt(disk, 0, 3 * MiB)));
+  });
+  test('extents that are slices of a file encode to the same bytes, their clusters kept as slices', async () => {
+    const dir = tempDir('lk-sparse-slices-');
+    const inMemory = sampleDisk();
+    const file = path.join(dir, 'extents');
+    writeFileSync(file, Buffer.concat(inMemory.extents.map((e) => dataBytes(e.data))));
+    const whole = FileSlice.of(file);
+    let at = 0;
+    const sliced = sparseImage(
+      inMemory.size,
+      inMemory.extents.map((e) => {
+        at += e.data.length;
+        return { offset: e.offset, data: whole.slice(at - e.data.length, at) };
+      }),
+    );
+    const encoders: [string, (d: SparseImage) => SparseImage][] = [
+      ['raw', (d) => d],
+      ['qcow2', encodeQcow2],
+      ['fixed VHD', (d) => encodeFixedVhd(d, { epoch: 1 })],
+      ['dynamic VHD', (d) => encodeDynamicVhd(d, { epoch: 1 })],
+      ['Azure VHD', (d) => encodeAzureVhd(d, { epoch: 1 })],
+      ['VMDK', (d) => encodeVmdk(d, { fileName: 'x.vmdk' })],
+    ];
+    for (const [name, enc] of encoders)
+      assert.equal(sha(flatten(enc(sliced))), sha(flatten(enc(inMemory))), name);
+    const tar = (d: SparseImage) => sha(Buffer.concat([...gnuSparseTar('disk.raw', d, 0)]));
+    assert.equal(tar(sliced), tar(inMemory), 'gcp tar');
+    assert.equal(sha(Buffer.concat([...sparseChunks(sliced)])), sha(flatten(inMemory)), 'sparseChunks');
+    // Clusters 32-35 lie inside the 300,000-byte extent: one slice of the file, not four copies.
+    const q = encodeQcow2(sliced);
+    assert.ok(
+      q.extents.some((e) => e.data instanceof FileSlice && e.data.length === 4 * 65536),
+      'adjacent clusters from one file are one slice',
+    );
+    const out = path.join(dir, 'out.qcow2');
+    await writeSparseFile(out, q);
+    assert.equal(sha(readFileSync(out)), sha(flatten(encodeQcow2(inMemory))), 'written from slices');
   });
 });
 

@@ -30,7 +30,6 @@
  * upper-case 8.3 get a long name and a NAME~N.EXT short name.
  */
 import { Buffer } from 'node:buffer';
-import { dataBytes as fileBytes } from '../fs/data.js';
 import type { FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { type Extent, type SparseImage, sparseImage } from './sparse.js';
@@ -387,7 +386,7 @@ export function writeFat(tree: FsTree, opts: FatOptions = {}): FatImage {
   }
   // Files.
   for (const f of order)
-    if (f.cluster) extents.push({ offset: clusterOffset(f.cluster), data: fileBytes(f.entry.data) });
+    if (f.cluster && f.entry.data) extents.push({ offset: clusterOffset(f.cluster), data: f.entry.data });
 
   // FATs: only the part covering used clusters is non-zero.
   const width = fatType === 32 ? 4 : 2;

@@ -646,9 +646,10 @@ function layoutIso9660(
   const volumeBlocks = next;
   let totalBytes = volumeBlocks * LB;
   if (opts.hybrid) totalBytes = Math.ceil(totalBytes / (1 << 20)) * (1 << 20);
-  // The boot catalog and boot images (small, and patched below) are in memory with the
-  // metadata; the other files' data, after them, stream (iso9660Chunks).
-  const inHead = (n: Node) => n === catalogNode || n === biosNode || n === efiNode;
+  // The boot catalog and the BIOS image (small, and patched below) are in memory with the
+  // metadata; the other files' data, after them, stream (iso9660Chunks): the EFI image too, a
+  // FAT file system that holds the kernel and initrd.
+  const inHead = (n: Node) => n === catalogNode || n === biosNode;
   const streamed: { extent: number; data: FileData }[] = [];
   const placed = new Set<number>();
   for (const n of ordered) {
@@ -728,8 +729,8 @@ function layoutIso9660(
     ).copy(out, jmPt * LB);
   }
 
-  // Boot images' data (the other files stream).
-  for (const n of [biosNode, efiNode]) if (n?.length) out.set(dataBytes(n.entry.data), n.extent * LB);
+  // The BIOS image's data (the other files stream).
+  if (biosNode?.length) out.set(dataBytes(biosNode.entry.data), biosNode.extent * LB);
 
   // Volume descriptors.
   const vd = (

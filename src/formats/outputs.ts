@@ -25,9 +25,9 @@ import {
 import { gzip, type InitrdCompression, initrdStream } from './compress.js';
 import { cpioChunks, writeCpio } from './cpio.js';
 import { writeFat } from './fat.js';
-import { iso9660Chunks, writeIso9660 } from './iso9660.js';
+import { iso9660Chunks } from './iso9660.js';
 import { GPT_FIRST_USABLE, GPT_TYPES, stableGuid, writeGpt } from './partition.js';
-import { type Extent, flatten, type SparseImage, sparseImage, writeSparseFile } from './sparse.js';
+import { type Extent, type SparseImage, sparseChunks, sparseImage, writeSparseFile } from './sparse.js';
 import { writeSquashfs } from './squashfs.js';
 
 export interface OutputFile {
@@ -57,9 +57,14 @@ export interface OutputContext {
    * format needs the initrd too, else made while the file is written.
    */
   initrdFile(): Pick<OutputFile, 'data' | 'stream'>;
+  /**
+   * Bytes written to a scratch file beside the outputs (deleted once open), for an image that
+   * goes inside another: an ISO in a disk, a FAT file system in an ISO.
+   */
+  scratch(chunks: Iterable<Uint8Array>): Promise<FileData>;
 }
 
-export type Writer = (ctx: OutputContext) => OutputFile[];
+export type Writer = (ctx: OutputContext) => OutputFile[] | Promise<OutputFile[]>;
 
 export const DEFAULT_DISK_SIZE = 1024 * 1024 * 1024;
 const MIB = 1 << 20;
@@ -135,9 +140,9 @@ function espTree(ctx: OutputContext, format: string): FsTree {
 }
 
 /** The UEFI-bootable hybrid ISO: a FAT ESP image as the El Torito EFI entry and an MBR partition. */
-function efiIso(ctx: OutputContext, format: string): Buffer {
-  const esp = flatten(writeFat(espTree(ctx, format), { label: 'LINUXKIT' }));
-  return writeIso9660(fileTree({ 'boot/efi.img': esp }), {
+async function efiIso(ctx: OutputContext, format: string): Promise<Generator<Uint8Array>> {
+  const esp = await ctx.scratch(sparseChunks(writeFat(espTree(ctx, format), { label: 'LINUXKIT' })));
+  return iso9660Chunks(fileTree({ 'boot/efi.img': esp }), {
     volumeId: 'LINUXKIT',
     boot: { efi: 'boot/efi.img', catalog: 'boot/boot.cat' },
     hybrid: {},
@@ -196,8 +201,8 @@ export function efiDisk(ctx: OutputContext, format: string): SparseImage {
  * a FAT partition, as upstream, needs ldlinux.sys, which Debian ships only inside its installer
  * binary.) Exported for the formats that wrap a disk (qcow2-bios, vhd, ...).
  */
-export function biosDisk(ctx: OutputContext, format: string): SparseImage {
-  const iso = Buffer.concat([...biosIso(ctx, format)]);
+export async function biosDisk(ctx: OutputContext, format: string): Promise<SparseImage> {
+  const iso = await ctx.scratch(biosIso(ctx, format));
   const size = Math.max(diskSize(ctx, 1, format), iso.length);
   return disk(size, [{ offset: 0, data: iso }]);
 }
@@ -210,7 +215,7 @@ function wrapped(ctx: OutputContext, format: DiskFormat, raw: SparseImage, infix
   const name = path.basename(ctx.prefix) + infix;
   const out = wrapDisk(format, raw, name, epoch());
   const file = `${ctx.prefix}${infix}${out.suffix}`;
-  return out.image ? { path: file, sparse: out.image } : { path: file, data: out.data! };
+  return out.image ? { path: file, sparse: out.image } : { path: file, stream: out.stream! };
 }
 
 // ---- the map -----------------------------------------------------------------------------------
@@ -228,9 +233,11 @@ const writers: Record<string, Writer> = {
     { path: `${prefix}.iso`, stream: iso9660Chunks(system.root, { volumeId: 'LINUXKIT', joliet: false }) },
   ],
   'iso-bios': (ctx) => [{ path: `${ctx.prefix}.iso`, stream: biosIso(ctx, 'iso-bios') }],
-  'iso-efi': (ctx) => [{ path: `${ctx.prefix}-efi.iso`, data: efiIso(ctx, 'iso-efi') }],
-  'iso-efi-initrd': (ctx) => [{ path: `${ctx.prefix}-efi-initrd.iso`, data: efiIso(ctx, 'iso-efi-initrd') }],
-  'raw-bios': (ctx) => [{ path: `${ctx.prefix}-bios.img`, sparse: biosDisk(ctx, 'raw-bios') }],
+  'iso-efi': async (ctx) => [{ path: `${ctx.prefix}-efi.iso`, stream: await efiIso(ctx, 'iso-efi') }],
+  'iso-efi-initrd': async (ctx) => [
+    { path: `${ctx.prefix}-efi-initrd.iso`, stream: await efiIso(ctx, 'iso-efi-initrd') },
+  ],
+  'raw-bios': async (ctx) => [{ path: `${ctx.prefix}-bios.img`, sparse: await biosDisk(ctx, 'raw-bios') }],
   'raw-efi': (ctx) => [{ path: `${ctx.prefix}-efi.img`, sparse: efiDisk(ctx, 'raw-efi') }],
 
   'tar-kernel-initrd': ({ system, prefix, initrd }) => [
@@ -263,14 +270,14 @@ const writers: Record<string, Writer> = {
     },
     { path: `${prefix}-cmdline`, data: utf8(system.cmdline) },
   ],
-  'qcow2-bios': (ctx) => [wrapped(ctx, 'qcow2', biosDisk(ctx, 'qcow2-bios'))],
+  'qcow2-bios': async (ctx) => [wrapped(ctx, 'qcow2', await biosDisk(ctx, 'qcow2-bios'))],
   'qcow2-efi': (ctx) => [wrapped(ctx, 'qcow2', efiDisk(ctx, 'qcow2-efi'), '-efi')],
-  vhd: (ctx) => [wrapped(ctx, 'vhd', biosDisk(ctx, 'vhd'))],
-  'dynamic-vhd': (ctx) => [wrapped(ctx, 'dynamic-vhd', biosDisk(ctx, 'dynamic-vhd'))],
-  vmdk: (ctx) => [wrapped(ctx, 'vmdk', biosDisk(ctx, 'vmdk'))],
-  gcp: (ctx) => [wrapped(ctx, 'gcp', biosDisk(ctx, 'gcp'))],
-  aws: (ctx) => [wrapped(ctx, 'aws', biosDisk(ctx, 'aws'))],
-  azure: (ctx) => [wrapped(ctx, 'azure', biosDisk(ctx, 'azure'))],
+  vhd: async (ctx) => [wrapped(ctx, 'vhd', await biosDisk(ctx, 'vhd'))],
+  'dynamic-vhd': async (ctx) => [wrapped(ctx, 'dynamic-vhd', await biosDisk(ctx, 'dynamic-vhd'))],
+  vmdk: async (ctx) => [wrapped(ctx, 'vmdk', await biosDisk(ctx, 'vmdk'))],
+  gcp: async (ctx) => [wrapped(ctx, 'gcp', await biosDisk(ctx, 'gcp'))],
+  aws: async (ctx) => [wrapped(ctx, 'aws', await biosDisk(ctx, 'aws'))],
+  azure: async (ctx) => [wrapped(ctx, 'azure', await biosDisk(ctx, 'azure'))],
 };
 
 /** Boot loader packages each format needs (package directory names under pkg/). */
@@ -363,13 +370,16 @@ export async function writeOutputs(
       return initrd;
     },
     initrdFile: () => ({ stream: initrd ? dataChunks(initrd) : stream() }),
+    scratch: (chunks) => scratchFile(path.dirname(prefix), chunks),
   };
   // Formats may share a file (kernel+initrd and kernel+iso both write NAME-kernel): same bytes
   // are written once; different bytes under one name are an error.
   const seen = new Map<string, OutputFile>();
   const files: OutputFile[] = [];
   const extra = (opts.extra ?? []).map((x) => ({ path: `${prefix}${x.suffix}`, data: x.data }));
-  for (const f of [...formats.flatMap((name) => writers[name]!(ctx)), ...extra]) {
+  const made: OutputFile[] = [];
+  for (const name of formats) made.push(...(await writers[name]!(ctx)));
+  for (const f of [...made, ...extra]) {
     const prev = seen.get(f.path);
     if (!prev) {
       seen.set(f.path, f);

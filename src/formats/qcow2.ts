@@ -30,7 +30,8 @@ const clustersFor = (bytes: number) => Math.ceil(bytes / CLUSTER);
 
 /** Encode `disk` as a qcow2 file, itself returned as a (dense) sparse image to write out. */
 export function encodeQcow2(disk: SparseImage): SparseImage {
-  const data = [...dataBlocks(disk, CLUSTER)];
+  // Only what to keep of each block (its bytes are a window that moves on).
+  const data = Array.from(dataBlocks(disk, CLUSTER), ({ index, data }) => ({ index, data }));
   const l1Entries = Math.max(1, Math.ceil(disk.size / (CLUSTER * L2_ENTRIES)));
   const l2Used = [...new Set(data.map((d) => Math.floor(d.index / L2_ENTRIES)))];
   const l1Clusters = clustersFor(l1Entries * 8);
