@@ -31,6 +31,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { gzipParallel } from '../src/formats/compress.js';
+import { FORMATS } from '../src/formats/outputs.js';
 import { probeAccel, runQemu } from '../src/run/qemu.js';
 import { freePort, sshCommand } from '../test/helpers.js';
 
@@ -89,13 +90,39 @@ interface Growth {
   seconds: number;
   peakRssMb?: number;
   initrdBytes: number;
+  /** Peak RSS of one build that writes every format (ALL_FORMATS), when it was measured. */
+  allFormatsPeakRssMb?: number;
+}
+
+/**
+ * Every output format in one build, but for three whose files clash with another's: vhd
+ * (dynamic-vhd writes NAME.vhd too), kernel+iso (iso-bios writes NAME.iso) and kernel+initrd
+ * (kernel+squashfs has its own NAME-initrd.img).
+ */
+const ALL_FORMATS = FORMATS.filter((f) => !['vhd', 'kernel+iso', 'kernel+initrd'].includes(f));
+
+/** Peak RSS of building `yml` in every format (the outputs are removed after). */
+function allFormatsRss(yml: string, name: string): number | undefined {
+  const out = path.join(WORK, 'out', `${name}-all`);
+  rmSync(out, { recursive: true, force: true });
+  const peak = peakRssMb([
+    'build',
+    '-dir',
+    out,
+    '-name',
+    name,
+    ...ALL_FORMATS.flatMap((f) => ['-format', f]),
+    yml,
+  ]);
+  rmSync(out, { recursive: true, force: true });
+  return peak;
 }
 
 /**
  * Memory as the image grows: minimal.yml plus one `files:` source of `mb` MB of random bytes,
  * built warm once (time and peak RSS of the same run).
  */
-function growth(example: string, mb: number): Growth {
+function growth(example: string, mb: number, allFormats: boolean): Growth {
   const name = `grow${mb}`;
   const out = path.join(WORK, 'out', name);
   const data = path.join(WORK, `${name}.bin`);
@@ -113,8 +140,9 @@ function growth(example: string, mb: number): Growth {
   });
   const initrdBytes = statSync(path.join(out, `${name}-initrd.img`)).size;
   rmSync(out, { recursive: true, force: true });
+  const allFormatsPeakRssMb = allFormats ? allFormatsRss(yml, name) : undefined;
   rmSync(data, { force: true });
-  return { addedMb: mb, seconds, peakRssMb: peak, initrdBytes };
+  return { addedMb: mb, seconds, peakRssMb: peak, initrdBytes, allFormatsPeakRssMb };
 }
 
 /** Empty the image cache and everything derived, but keep the downloaded Debian archives. */
@@ -366,9 +394,28 @@ async function main(): Promise<void> {
   if (existsSync(sshd)) examples.push([sshd, 'ssh']);
   const rows: Row[] = [];
   for (const [ex, marker] of examples) rows.push(await benchExample(ex, marker));
-  const grown = (quick ? [64] : [256, 1024]).map((mb) => growth(examples[0]![0], mb));
+  // Every format is built at 0 and 256 MB (64 with --quick), not at 1 GB: that would write
+  // ~20 GB of images.
+  const grown = (quick ? [64] : [256, 1024]).map((mb) => growth(examples[0]![0], mb, mb <= 256));
+  const allFormatsAtZero = allFormatsRss(variant(examples[0]![0], 'all'), 'all');
   const accel = await probeAccel();
-  const results = { node: process.version, cpus: os.cpus().length, accel, runs: RUNS, rows, growth: grown };
+  const base = rows[0]!;
+  // The first row is the example itself (its warm build above), nothing added.
+  const start: Growth = {
+    addedMb: 0,
+    seconds: base.warm.median,
+    peakRssMb: base.peakRssMb,
+    initrdBytes: base.initrdBytes,
+    allFormatsPeakRssMb: allFormatsAtZero,
+  };
+  const results = {
+    node: process.version,
+    cpus: os.cpus().length,
+    accel,
+    runs: RUNS,
+    rows,
+    growth: [start, ...grown],
+  };
   writeFileSync(path.join(REPO, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   const head = [
     'example',
@@ -409,20 +456,12 @@ async function main(): Promise<void> {
   process.stdout.write(
     `| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|\n${lines.map((l) => `| ${l} |`).join('\n')}\n`,
   );
-  const base = rows[0]!;
-  // The first row is the example itself (its warm build above), nothing added.
-  const start: Growth = {
-    addedMb: 0,
-    seconds: base.warm.median,
-    peakRssMb: base.peakRssMb,
-    initrdBytes: base.initrdBytes,
-  };
   const growthLines = [start, ...grown].map(
     (g) =>
-      `| ${g.addedMb} | ${g.seconds.toFixed(2)} | ${g.peakRssMb?.toFixed(0) ?? '-'} | ${(g.initrdBytes / 1e6).toFixed(2)} |`,
+      `| ${g.addedMb} | ${g.seconds.toFixed(2)} | ${g.peakRssMb?.toFixed(0) ?? '-'} | ${(g.initrdBytes / 1e6).toFixed(2)} | ${g.allFormatsPeakRssMb?.toFixed(0) ?? '-'} |`,
   );
   process.stdout.write(
-    `\nminimal.yml plus one files: source of random bytes (warm build, one run each):\n| MB added | build s | peak RSS MB | initrd MB |\n|---|---|---|---|\n${growthLines.join('\n')}\n`,
+    `\nminimal.yml plus one files: source of random bytes (warm build, one run each):\n| MB added | build s | peak RSS MB | initrd MB | peak RSS MB, every format |\n|---|---|---|---|---|\n${growthLines.join('\n')}\n`,
   );
   process.stdout.write(`medians (min-max) of ${RUNS} run(s); wrote bench/results.json\n`);
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fsEntry, tempDir } from '../../test/helpers.js';
@@ -82,7 +82,7 @@ describe('writeOutputs', () => {
     const prefix = path.join(dir, 'sys');
     const files = await writeOutputs(
       system(),
-      ['iso-bios', 'iso-efi', 'iso-efi-initrd', 'raw-bios', 'raw-efi'],
+      ['iso-bios', 'iso-efi', 'iso-efi-initrd', 'raw-bios', 'raw-efi', 'qcow2-efi', 'gcp'],
       prefix,
       {
         boot: boot(),
@@ -94,9 +94,12 @@ describe('writeOutputs', () => {
       'sys-efi-initrd.iso',
       'sys-efi.img',
       'sys-efi.iso',
+      'sys-efi.qcow2',
+      'sys.img.tar.gz',
       'sys.iso',
     ]);
-    // The initrd these formats share was made in a scratch file, gone now.
+    // The initrd these formats share, the ISO inside the BIOS disk and the FAT file system
+    // inside the EFI ISO were made in scratch files, gone now.
     assert.deepEqual(
       readdirSync(dir).filter((n) => n.startsWith('.')),
       [],
@@ -104,6 +107,23 @@ describe('writeOutputs', () => {
     for (const n of ['sys-bios.img', 'sys-efi.img'])
       assert.equal(statSync(`${path.join(dir, n)}`).size, 64 * MIB);
     assert.match(runTool('sgdisk', ['-v', path.join(dir, 'sys-efi.img')]), /No problems found/);
+    assert.match(
+      runTool('qemu-img', [
+        'compare',
+        '-f',
+        'raw',
+        '-F',
+        'qcow2',
+        path.join(dir, 'sys-efi.img'),
+        path.join(dir, 'sys-efi.qcow2'),
+      ]),
+      /identical/,
+    );
+    // gcp's disk.raw is the BIOS disk.
+    const gcp = path.join(dir, 'gcp');
+    mkdirSync(gcp);
+    runTool('tar', ['-xzf', path.join(dir, 'sys.img.tar.gz'), '-C', gcp]);
+    assert.ok(readFileSync(path.join(gcp, 'disk.raw')).equals(readFileSync(path.join(dir, 'sys-bios.img'))));
     for (const n of ['sys.iso', 'sys-efi.iso', 'sys-bios.img'])
       assert.match(runTool('sfdisk', ['--verify', path.join(dir, n)]), /No errors detected/);
     // the YAML's cmdline reaches both boot loaders

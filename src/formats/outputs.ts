@@ -28,7 +28,7 @@ import { writeFat } from './fat.js';
 import { iso9660Chunks } from './iso9660.js';
 import { GPT_FIRST_USABLE, GPT_TYPES, stableGuid, writeGpt } from './partition.js';
 import { type Extent, type SparseImage, sparseChunks, sparseImage, writeSparseFile } from './sparse.js';
-import { writeSquashfs } from './squashfs.js';
+import { squashfsParts } from './squashfs.js';
 
 export interface OutputFile {
   path: string;
@@ -207,6 +207,18 @@ export async function biosDisk(ctx: OutputContext, format: string): Promise<Spar
   return disk(size, [{ offset: 0, data: iso }]);
 }
 
+/** The root as a squashfs image, its compressed data made into a scratch file first. */
+async function squashfsImage(root: FsTree, scratch: OutputContext['scratch']): Promise<Iterable<Uint8Array>> {
+  const parts = squashfsParts(root, { epoch: epoch() });
+  const data = await scratch(parts.data);
+  const { head, tail } = parts.finish();
+  return (function* () {
+    yield head;
+    yield* dataChunks(data);
+    yield* tail;
+  })();
+}
+
 /** SOURCE_DATE_EPOCH or 0: the one timestamp outputs carry. */
 const epoch = () => sourceDateEpoch() ?? 0;
 
@@ -261,9 +273,9 @@ const writers: Record<string, Writer> = {
     },
   ],
   // Root on squashfs; a small initramfs loads the modules it needs and switches to it.
-  'kernel+squashfs': ({ system, prefix }) => [
+  'kernel+squashfs': async ({ system, prefix, scratch }) => [
     { path: `${prefix}-kernel`, data: needKernel(system, 'kernel+squashfs') },
-    { path: `${prefix}-squashfs.img`, data: writeSquashfs(system.root, { epoch: epoch() }) },
+    { path: `${prefix}-squashfs.img`, stream: await squashfsImage(system.root, scratch) },
     {
       path: `${prefix}-initrd.img`,
       data: gzip(writeCpio(squashfsInitrdTree(system.root, epoch()).entries()), 6),

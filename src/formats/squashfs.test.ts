@@ -10,9 +10,9 @@ import { describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import { fsEntry, tempDir } from '../../test/helpers.js';
 import { hostHas, runTool, skipUnless } from '../../test/tools.js';
-import { dataBytes } from '../fs/data.js';
+import { dataBytes, FileSlice } from '../fs/data.js';
 import { FsTree } from '../fs/tree.js';
-import { writeSquashfs } from './squashfs.js';
+import { squashfsParts, writeSquashfs } from './squashfs.js';
 
 function sampleTree(): FsTree {
   const t = new FsTree();
@@ -71,6 +71,19 @@ describe('squashfs', skipUnless('unsquashfs', 'squashfs-tools'), () => {
     assert.match(s, /Number of ids 3\b/);
     assert.equal(img.length % 4096, 0);
     assert.ok(img.equals(writeSquashfs(sampleTree(), { epoch: 1700000000 })));
+  });
+
+  test('a file that is a slice of a file on disk gives the same image, made in parts', () => {
+    const src = path.join(dir, 'big.src');
+    const big = dataBytes(tree.get('bin/big')!.data);
+    writeFileSync(src, Buffer.concat([Buffer.from('head'), big, Buffer.from('tail')]));
+    const t = sampleTree();
+    t.set({ ...t.get('bin/big')!, data: FileSlice.of(src).slice(4, 4 + big.length) });
+    const parts = squashfsParts(t, { epoch: 1700000000 });
+    const data = [...parts.data];
+    const { head, tail } = parts.finish();
+    assert.ok(Buffer.concat([head, ...data, ...tail]).equals(img));
+    assert.throws(() => squashfsParts(t).finish(), /before all the data/);
   });
 
   test('identical files share their data blocks', () => {

@@ -38,7 +38,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
-import { dataBytes } from '../fs/data.js';
+import { dataChunks, type FileData } from '../fs/data.js';
 import type { FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
@@ -142,8 +142,23 @@ function buildNodes(tree: FsTree): Node {
   return root;
 }
 
-/** Write a squashfs image of the tree. */
+/** A squashfs image of the tree, in memory (see squashfsParts for one made in pieces). */
 export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer {
+  const parts = squashfsParts(tree, opts);
+  const data = [...parts.data];
+  const { head, tail } = parts.finish();
+  return Buffer.concat([head, ...data, ...tail]);
+}
+
+/** A squashfs image in its three parts, so that its file data need not be in memory. */
+export interface SquashfsParts {
+  /** The compressed file data blocks, in order, made as they are taken: take them all first. */
+  data: Generator<Uint8Array>;
+  /** The superblock (the first 96 bytes), and the tables and padding that follow the data. */
+  finish(): { head: Buffer; tail: Buffer[] };
+}
+
+export function squashfsParts(tree: FsTree, opts: SquashfsOptions = {}): SquashfsParts {
   const comp = compressor(opts.compression ?? 'gzip');
   const root = buildNodes(tree);
 
@@ -157,25 +172,30 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
   number(root);
   const inodeCount = nextIno - 1;
 
-  // Data blocks.
-  const data: Buffer[] = [];
+  // Data blocks: a file's data is read twice (its digest finds duplicates first), a block at a
+  // time when it is a slice of a file on disk.
   let dataPos = 96;
   const dedup = new Map<string, { start: number; sizes: number[] }>();
-  const writeData = (d: Uint8Array) => {
-    const key = createHash('sha256').update(d).digest('hex');
+  const blocks = function* (d: FileData) {
+    for (const piece of dataChunks(d, BLOCK_SIZE))
+      for (let o = 0; o < piece.length; o += BLOCK_SIZE) yield piece.subarray(o, o + BLOCK_SIZE);
+  };
+  function* writeData(d: FileData): Generator<Uint8Array, { start: number; sizes: number[] }> {
+    const h = createHash('sha256');
+    for (const b of blocks(d)) h.update(b);
+    const key = h.digest('hex');
     const seen = dedup.get(key);
     if (seen) return seen;
     const start = dataPos;
     const sizes: number[] = [];
-    for (let o = 0; o < d.length; o += BLOCK_SIZE) {
-      const block = d.subarray(o, o + BLOCK_SIZE);
+    for (const block of blocks(d)) {
       const c = comp.fn(block);
       if (c.length < block.length) {
-        data.push(Buffer.from(c.buffer, c.byteOffset, c.length));
+        yield c;
         sizes.push(c.length);
         dataPos += c.length;
       } else {
-        data.push(Buffer.from(block.buffer, block.byteOffset, block.length));
+        yield block;
         sizes.push(block.length | (1 << 24));
         dataPos += block.length;
       }
@@ -183,7 +203,7 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
     const r = { start, sizes };
     dedup.set(key, r);
     return r;
-  };
+  }
 
   // uid/gid table.
   const ids: number[] = [];
@@ -248,11 +268,12 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
     n.ref = (BigInt(blk) << 16n) | BigInt(off);
   };
 
-  const writeNode = (n: Node, parentIno: number): void => {
+  // Inodes and listings go to the metadata tables as the walk goes; file data is yielded.
+  function* writeNode(n: Node, parentIno: number): Generator<Uint8Array, void> {
     const e = n.entry;
     const kind = e?.kind ?? 'dir';
     if (kind === 'dir') {
-      for (const c of n.children) writeNode(c, n.ino);
+      for (const c of n.children) yield* writeNode(c, n.ino);
       // The listing, in runs that share an inode metadata block and a base inode number.
       const [dblk, doff] = dirs.pos;
       const parts: Buffer[] = [];
@@ -314,8 +335,8 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
     const ext = xi !== NO_FRAGMENT;
     switch (ent.kind) {
       case 'file': {
-        const d = dataBytes(ent.data);
-        const { start, sizes } = d.length ? writeData(d) : { start: 0, sizes: [] };
+        const d = ent.data ?? new Uint8Array(0);
+        const { start, sizes } = d.length ? yield* writeData(d) : { start: 0, sizes: [] };
         if (ext || d.length > 0xffffffff || start > 0xffffffff) {
           const b = header(9, ent, n.ino, 40 + sizes.length * 4);
           b.writeBigUInt64LE(BigInt(start), 16);
@@ -373,67 +394,75 @@ export function writeSquashfs(tree: FsTree, opts: SquashfsOptions = {}): Buffer 
         return;
       }
     }
-  };
-  writeNode(root, inodeCount + 1);
-
-  // Tables after the data, in the order the kernel's sanity checks expect.
-  const inodeTable = inodes.finish();
-  const dirTable = dirs.finish();
-  const out: Buffer[] = [Buffer.alloc(96), ...data];
-  let pos = dataPos;
-  const put = (b: Buffer) => {
-    const at = pos;
-    out.push(b);
-    pos += b.length;
-    return at;
-  };
-  const inodeStart = put(inodeTable);
-  const dirStart = put(dirTable);
-
-  const table = (entries: Buffer) => {
-    const m = new MetaWriter(comp.fn);
-    m.add(entries);
-    const body = m.finish();
-    const start = put(body);
-    const index = Buffer.alloc(m.blockStarts.length * 8);
-    for (const [k, s] of m.blockStarts.entries()) index.writeBigUInt64LE(BigInt(start + s), k * 8);
-    return index;
-  };
-  const idBytes = Buffer.alloc(ids.length * 4);
-  for (const [k, id] of ids.entries()) idBytes.writeUInt32LE(id, k * 4);
-  const idIndexStart = put(table(idBytes));
-
-  let xattrStart = INVALID;
-  if (xattrIds.length) {
-    const xtableStart = put(xattrMeta.finish());
-    const index = table(Buffer.concat(xattrIds));
-    const head = Buffer.alloc(16);
-    head.writeBigUInt64LE(BigInt(xtableStart), 0);
-    head.writeUInt32LE(xattrIds.length, 8);
-    xattrStart = BigInt(put(Buffer.concat([head, index])));
   }
-  const bytesUsed = pos;
-  put(Buffer.alloc((4096 - (pos % 4096)) % 4096));
+  let walked = false;
+  const data = (function* () {
+    yield* writeNode(root, inodeCount + 1);
+    walked = true;
+  })();
+  return { data, finish: () => finish(walked) };
 
-  const sb = out[0]!;
-  sb.write('hsqs', 0, 'latin1');
-  sb.writeUInt32LE(inodeCount, 4);
-  sb.writeUInt32LE(Math.max(0, Math.min(0xffffffff, opts.epoch ?? 0)), 8);
-  sb.writeUInt32LE(BLOCK_SIZE, 12);
-  sb.writeUInt32LE(0, 16);
-  sb.writeUInt16LE(comp.id, 20);
-  sb.writeUInt16LE(BLOCK_LOG, 22);
-  sb.writeUInt16LE(FLAG_NO_FRAGMENTS | FLAG_DUPLICATES | (xattrIds.length ? 0 : FLAG_NO_XATTRS), 24);
-  sb.writeUInt16LE(ids.length, 26);
-  sb.writeUInt16LE(4, 28);
-  sb.writeUInt16LE(0, 30);
-  sb.writeBigUInt64LE(root.ref!, 32);
-  sb.writeBigUInt64LE(BigInt(bytesUsed), 40);
-  sb.writeBigUInt64LE(BigInt(idIndexStart), 48);
-  sb.writeBigUInt64LE(xattrStart, 56);
-  sb.writeBigUInt64LE(BigInt(inodeStart), 64);
-  sb.writeBigUInt64LE(BigInt(dirStart), 72);
-  sb.writeBigUInt64LE(INVALID, 80);
-  sb.writeBigUInt64LE(INVALID, 88);
-  return Buffer.concat(out);
+  function finish(walked: boolean): { head: Buffer; tail: Buffer[] } {
+    if (!walked) throw new Error('internal error: squashfs tables asked for before all the data was made');
+    // Tables after the data, in the order the kernel's sanity checks expect.
+    const inodeTable = inodes.finish();
+    const dirTable = dirs.finish();
+    const out: Buffer[] = [];
+    let pos = dataPos;
+    const put = (b: Buffer) => {
+      const at = pos;
+      out.push(b);
+      pos += b.length;
+      return at;
+    };
+    const inodeStart = put(inodeTable);
+    const dirStart = put(dirTable);
+
+    const table = (entries: Buffer) => {
+      const m = new MetaWriter(comp.fn);
+      m.add(entries);
+      const body = m.finish();
+      const start = put(body);
+      const index = Buffer.alloc(m.blockStarts.length * 8);
+      for (const [k, s] of m.blockStarts.entries()) index.writeBigUInt64LE(BigInt(start + s), k * 8);
+      return index;
+    };
+    const idBytes = Buffer.alloc(ids.length * 4);
+    for (const [k, id] of ids.entries()) idBytes.writeUInt32LE(id, k * 4);
+    const idIndexStart = put(table(idBytes));
+
+    let xattrStart = INVALID;
+    if (xattrIds.length) {
+      const xtableStart = put(xattrMeta.finish());
+      const index = table(Buffer.concat(xattrIds));
+      const head = Buffer.alloc(16);
+      head.writeBigUInt64LE(BigInt(xtableStart), 0);
+      head.writeUInt32LE(xattrIds.length, 8);
+      xattrStart = BigInt(put(Buffer.concat([head, index])));
+    }
+    const bytesUsed = pos;
+    put(Buffer.alloc((4096 - (pos % 4096)) % 4096));
+
+    const sb = Buffer.alloc(96);
+    sb.write('hsqs', 0, 'latin1');
+    sb.writeUInt32LE(inodeCount, 4);
+    sb.writeUInt32LE(Math.max(0, Math.min(0xffffffff, opts.epoch ?? 0)), 8);
+    sb.writeUInt32LE(BLOCK_SIZE, 12);
+    sb.writeUInt32LE(0, 16);
+    sb.writeUInt16LE(comp.id, 20);
+    sb.writeUInt16LE(BLOCK_LOG, 22);
+    sb.writeUInt16LE(FLAG_NO_FRAGMENTS | FLAG_DUPLICATES | (xattrIds.length ? 0 : FLAG_NO_XATTRS), 24);
+    sb.writeUInt16LE(ids.length, 26);
+    sb.writeUInt16LE(4, 28);
+    sb.writeUInt16LE(0, 30);
+    sb.writeBigUInt64LE(root.ref!, 32);
+    sb.writeBigUInt64LE(BigInt(bytesUsed), 40);
+    sb.writeBigUInt64LE(BigInt(idIndexStart), 48);
+    sb.writeBigUInt64LE(xattrStart, 56);
+    sb.writeBigUInt64LE(BigInt(inodeStart), 64);
+    sb.writeBigUInt64LE(BigInt(dirStart), 72);
+    sb.writeBigUInt64LE(INVALID, 80);
+    sb.writeBigUInt64LE(INVALID, 88);
+    return { head: sb, tail: out };
+  }
 }
