@@ -139,9 +139,26 @@ function espTree(ctx: OutputContext, format: string): FsTree {
   });
 }
 
+/** Scratch files already made in a build, by what they hold: formats that embed the same image share it. */
+const scratches = new WeakMap<OutputContext, Map<string, Promise<FileData>>>();
+
+function sharedScratch(
+  ctx: OutputContext,
+  what: string,
+  chunks: () => Iterable<Uint8Array>,
+): Promise<FileData> {
+  const made = scratches.get(ctx) ?? new Map<string, Promise<FileData>>();
+  scratches.set(ctx, made);
+  const file = made.get(what) ?? ctx.scratch(chunks());
+  made.set(what, file);
+  return file;
+}
+
 /** The UEFI-bootable hybrid ISO: a FAT ESP image as the El Torito EFI entry and an MBR partition. */
 async function efiIso(ctx: OutputContext, format: string): Promise<Generator<Uint8Array>> {
-  const esp = await ctx.scratch(sparseChunks(writeFat(espTree(ctx, format), { label: 'LINUXKIT' })));
+  const esp = await sharedScratch(ctx, 'esp', () =>
+    sparseChunks(writeFat(espTree(ctx, format), { label: 'LINUXKIT' })),
+  );
   return iso9660Chunks(fileTree({ 'boot/efi.img': esp }), {
     volumeId: 'LINUXKIT',
     boot: { efi: 'boot/efi.img', catalog: 'boot/boot.cat' },
@@ -202,7 +219,7 @@ export function efiDisk(ctx: OutputContext, format: string): SparseImage {
  * binary.) Exported for the formats that wrap a disk (qcow2-bios, vhd, ...).
  */
 export async function biosDisk(ctx: OutputContext, format: string): Promise<SparseImage> {
-  const iso = await ctx.scratch(biosIso(ctx, format));
+  const iso = await sharedScratch(ctx, 'bios iso', () => biosIso(ctx, format));
   const size = Math.max(diskSize(ctx, 1, format), iso.length);
   return disk(size, [{ offset: 0, data: iso }]);
 }
