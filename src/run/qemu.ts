@@ -6,7 +6,7 @@
  * 512-byte boot sector that writes to qemu's isa-debug-exit port, under KVM, in a child with a
  * deadline. Only if qemu then exits with the debug-exit status is KVM used.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { fileIdentity } from '../util/lru.js';
 import { drivesVirtioMmio, readHostTscKhz } from './microvm.js';
 import { pvhKernelFile } from './pvh.js';
 
@@ -140,12 +141,13 @@ export async function bootProbe(qemu: string, accel: Accel, timeoutMs: number): 
   }
 }
 
-function qemuVersion(qemu: string): Promise<string> {
-  return new Promise((resolve) => {
-    execFile(qemu, ['--version'], { timeout: 10_000 }, (err, stdout) =>
-      resolve(err ? '' : stdout.split('\n')[0]!.trim()),
-    );
-  });
+/**
+ * The qemu binary's identity (device, inode, change time, size): an upgraded qemu is a new file.
+ * Cheaper than asking it its version, which costs a qemu start (~40 ms) at every run.
+ */
+async function qemuIdentity(qemu: string): Promise<string> {
+  const st = await stat(qemu, { bigint: true });
+  return `${st.dev.toString(16)}-${fileIdentity(st)}`;
 }
 
 /** Host state, not image data: kept out of the OCI image-layout cache so the layout stays clean. */
@@ -164,7 +166,7 @@ export interface ProbeOptions {
 
 /**
  * 'kvm' if a KVM guest really runs here, else 'tcg'. LINUXKIT_QEMU_ACCEL=kvm|tcg overrides.
- * The answer is kept for the process, and on disk keyed by qemu's version, the host kernel and
+ * The answer is kept for the process, and on disk keyed by the qemu binary, the host kernel and
  * /dev/kvm, so a hanging KVM costs the probe's timeout once, not at every run.
  */
 export async function probeAccel(qemu: string = DEFAULT_QEMU, opts: ProbeOptions = {}): Promise<Accel> {
@@ -193,7 +195,7 @@ async function probeUncached(qemu: string, opts: ProbeOptions): Promise<Accel> {
     return 'tcg'; // no KVM for us: nothing to probe or remember
   }
   const key = createHash('sha256')
-    .update(JSON.stringify([qemu, await qemuVersion(qemu), os.release(), os.version(), kvmId]))
+    .update(JSON.stringify([qemu, await qemuIdentity(qemu), os.release(), os.version(), kvmId]))
     .digest('hex');
   const file = path.join(opts.cacheDir ?? defaultCacheDir(), 'accel-probe.json');
   try {
