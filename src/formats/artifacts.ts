@@ -22,7 +22,7 @@
  */
 import { Buffer } from 'node:buffer';
 import path from 'node:path';
-import { dataBytes, dataChunks, type FileData } from '../fs/data.js';
+import { dataBytes, dataChunks, dataSlice, type FileData } from '../fs/data.js';
 import { type FsEntry, FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { gzipChunks } from './compress.js';
@@ -196,7 +196,7 @@ export function* gnuSparseTar(name: string, img: SparseImage, mtime: number): Ge
     const last = runs[runs.length - 1];
     if (last && last[0] + last[1] === off) last[1] += len;
     else runs.push([off, len]);
-    stored.put(data instanceof Uint8Array ? data.subarray(0, len) : data.slice(0, len));
+    stored.put(dataSlice(data, 0, len));
   }
   if (runs.length === 0 || runs[runs.length - 1]![0] + runs[runs.length - 1]![1] < img.size)
     runs.push([img.size, 0]);

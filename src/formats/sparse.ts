@@ -13,17 +13,12 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { CHUNK, dataBytes, dataChunks, type FileData, FileSlice } from '../fs/data.js';
+import { CHUNK, dataBytes, dataChunks, dataSlice, type FileData, FileSlice } from '../fs/data.js';
 import { UserError } from '../util/errors.js';
 
 export interface Extent {
   offset: number;
   data: FileData;
-}
-
-/** Bytes [start, end) of `d`, as a view or a smaller slice: nothing is read. */
-function sliceData(d: FileData, start: number, end: number): FileData {
-  return d instanceof Uint8Array ? d.subarray(start, end) : d.slice(start, end);
 }
 
 export interface SparseImage {
@@ -71,14 +66,14 @@ function covering(img: SparseImage, offset: number, len: number): Extent | undef
  */
 export function readAt(img: SparseImage, offset: number, len: number): Uint8Array {
   const one = covering(img, offset, len);
-  if (one) return dataBytes(sliceData(one.data, offset - one.offset, offset - one.offset + len));
+  if (one) return dataBytes(dataSlice(one.data, offset - one.offset, offset - one.offset + len));
   const out = new Uint8Array(len);
   for (let i = firstEndingAfter(img, offset); i < img.extents.length; i++) {
     const e = img.extents[i]!;
     if (e.offset >= offset + len) break;
     const from = Math.max(offset, e.offset);
     const to = Math.min(offset + len, e.offset + e.data.length);
-    out.set(dataBytes(sliceData(e.data, from - e.offset, to - e.offset)), from - offset);
+    out.set(dataBytes(dataSlice(e.data, from - e.offset, to - e.offset)), from - offset);
   }
   return out;
 }
@@ -147,7 +142,7 @@ export function* dataBlocks(img: SparseImage, blockSize: number): Generator<Data
           one.data instanceof FileSlice
             ? window.read(one.data, from, len)
             : one.data.subarray(from, from + len);
-        if (!isZero(bytes)) yield { index: b, data: sliceData(one.data, from, from + len), bytes };
+        if (!isZero(bytes)) yield { index: b, data: dataSlice(one.data, from, from + len), bytes };
         continue;
       }
       const data = new Uint8Array(blockSize);

@@ -118,6 +118,11 @@ export type FileData = Uint8Array | FileSlice;
 
 const EMPTY = new Uint8Array(0);
 
+/** Bytes [start, end) of `d`, as a view or a smaller slice: nothing is read. */
+export function dataSlice(d: FileData, start: number, end = d.length): FileData {
+  return d instanceof Uint8Array ? d.subarray(start, end) : d.slice(start, end);
+}
+
 /** The bytes of `d` (read from disk for a slice). */
 export function dataBytes(d: FileData | undefined): Uint8Array {
   if (d === undefined) return EMPTY;
