@@ -58,10 +58,11 @@ export interface OutputContext {
    */
   initrdFile(): Pick<OutputFile, 'data' | 'stream'>;
   /**
-   * Bytes written to a scratch file beside the outputs (deleted once open), for an image that
-   * goes inside another: an ISO in a disk, a FAT file system in an ISO.
+   * An image that goes inside another (an ISO in a disk, a FAT file system in an ISO), written
+   * to a scratch file beside the outputs (deleted once open). Made once per build under `what`:
+   * the formats that embed the same image share it.
    */
-  scratch(chunks: Iterable<Uint8Array>): Promise<FileData>;
+  scratch(what: string, chunks: () => Iterable<Uint8Array>): Promise<FileData>;
 }
 
 export type Writer = (ctx: OutputContext) => OutputFile[] | Promise<OutputFile[]>;
@@ -139,24 +140,9 @@ function espTree(ctx: OutputContext, format: string): FsTree {
   });
 }
 
-/** Scratch files already made in a build, by what they hold: formats that embed the same image share it. */
-const scratches = new WeakMap<OutputContext, Map<string, Promise<FileData>>>();
-
-function sharedScratch(
-  ctx: OutputContext,
-  what: string,
-  chunks: () => Iterable<Uint8Array>,
-): Promise<FileData> {
-  const made = scratches.get(ctx) ?? new Map<string, Promise<FileData>>();
-  scratches.set(ctx, made);
-  const file = made.get(what) ?? ctx.scratch(chunks());
-  made.set(what, file);
-  return file;
-}
-
 /** The UEFI-bootable hybrid ISO: a FAT ESP image as the El Torito EFI entry and an MBR partition. */
 async function efiIso(ctx: OutputContext, format: string): Promise<Generator<Uint8Array>> {
-  const esp = await sharedScratch(ctx, 'esp', () =>
+  const esp = await ctx.scratch('esp', () =>
     sparseChunks(writeFat(espTree(ctx, format), { label: 'LINUXKIT' })),
   );
   return iso9660Chunks(fileTree({ 'boot/efi.img': esp }), {
@@ -219,7 +205,7 @@ export function efiDisk(ctx: OutputContext, format: string): SparseImage {
  * binary.) Exported for the formats that wrap a disk (qcow2-bios, vhd, ...).
  */
 export async function biosDisk(ctx: OutputContext, format: string): Promise<SparseImage> {
-  const iso = await sharedScratch(ctx, 'bios iso', () => biosIso(ctx, format));
+  const iso = await ctx.scratch('bios iso', () => biosIso(ctx, format));
   const size = Math.max(diskSize(ctx, 1, format), iso.length);
   return disk(size, [{ offset: 0, data: iso }]);
 }
@@ -227,7 +213,7 @@ export async function biosDisk(ctx: OutputContext, format: string): Promise<Spar
 /** The root as a squashfs image, its compressed data made into a scratch file first. */
 async function squashfsImage(root: FsTree, scratch: OutputContext['scratch']): Promise<Iterable<Uint8Array>> {
   const parts = squashfsParts(root, { epoch: epoch() });
-  const data = await scratch(parts.data);
+  const data = await scratch('squashfs data', () => parts.data);
   const { head, tail } = parts.finish();
   return (function* () {
     yield head;
@@ -389,6 +375,7 @@ export async function writeOutputs(
   const initrd = formats.some((f) => !NO_INITRD.has(f) && f !== 'kernel+initrd')
     ? await scratchFile(path.dirname(prefix), stream())
     : undefined;
+  const scratches = new Map<string, Promise<FileData>>();
   const ctx: OutputContext = {
     system,
     prefix,
@@ -399,7 +386,11 @@ export async function writeOutputs(
       return initrd;
     },
     initrdFile: () => ({ stream: initrd ? dataChunks(initrd) : stream() }),
-    scratch: (chunks) => scratchFile(path.dirname(prefix), chunks),
+    scratch: (what, chunks) => {
+      const file = scratches.get(what) ?? scratchFile(path.dirname(prefix), chunks());
+      scratches.set(what, file);
+      return file;
+    },
   };
   // Formats may share a file (kernel+initrd and kernel+iso both write NAME-kernel): same bytes
   // are written once; different bytes under one name are an error.
