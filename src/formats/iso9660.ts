@@ -38,7 +38,7 @@
  * image is padded to a whole MiB.
  */
 import { Buffer } from 'node:buffer';
-import { CHUNK, dataBytes, dataChunks, type FileData } from '../fs/data.js';
+import { dataBytes, dataChunks, type FileData, zeroChunks } from '../fs/data.js';
 import { FILE_TYPE_BITS, type FsEntry, type FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { crc32, type MbrPartition, writeMbr } from './partition.js';
@@ -351,7 +351,6 @@ export function writeIso9660(tree: FsTree, opts: IsoOptions): Buffer {
   return Buffer.concat([...iso9660Chunks(tree, opts)]);
 }
 
-const ZEROS = new Uint8Array(CHUNK);
 const sectors = (bytes: number) => Math.ceil(bytes / LB);
 
 /**
@@ -363,16 +362,13 @@ export function* iso9660Chunks(tree: FsTree, opts: IsoOptions): Generator<Uint8A
   const { head, files, totalBytes } = layoutIso9660(tree, opts);
   yield head;
   let at = head.length;
-  const zeros = function* (n: number) {
-    for (; n > 0; n -= Math.min(n, ZEROS.length)) yield ZEROS.subarray(0, Math.min(n, ZEROS.length));
-  };
   for (const { extent, data } of files) {
     if (extent * LB !== at) throw new Error(`internal error: ISO file data out of order at block ${extent}`);
     yield* dataChunks(data);
     at += sectors(data.length) * LB;
-    yield* zeros(sectors(data.length) * LB - data.length);
+    yield* zeroChunks(sectors(data.length) * LB - data.length);
   }
-  yield* zeros(totalBytes - at);
+  yield* zeroChunks(totalBytes - at);
 }
 
 /** The image's first bytes up to the files that stream, those files (by extent) and the total size. */

@@ -13,7 +13,7 @@ import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { CHUNK, dataBytes, dataChunks, dataSlice, type FileData, FileSlice } from '../fs/data.js';
+import { CHUNK, dataBytes, dataChunks, dataSlice, type FileData, FileSlice, zeroChunks } from '../fs/data.js';
 import { UserError } from '../util/errors.js';
 
 export interface Extent {
@@ -193,17 +193,13 @@ export class ExtentWriter {
 
 /** The image's bytes in order, holes as zeros, in pieces of at most 1 MiB (to stream a file). */
 export function* sparseChunks(img: SparseImage): Generator<Uint8Array> {
-  const zeros = new Uint8Array(CHUNK);
-  const gap = function* (n: number) {
-    for (; n > 0; n -= Math.min(n, CHUNK)) yield zeros.subarray(0, Math.min(n, CHUNK));
-  };
   let at = 0;
   for (const e of img.extents) {
-    yield* gap(e.offset - at);
+    yield* zeroChunks(e.offset - at);
     yield* dataChunks(e.data);
     at = e.offset + e.data.length;
   }
-  yield* gap(img.size - at);
+  yield* zeroChunks(img.size - at);
 }
 
 /**

@@ -145,6 +145,13 @@ export function* dataChunks(d: FileData | undefined, chunk = CHUNK): Generator<U
   }
 }
 
+const ZEROS = new Uint8Array(CHUNK);
+
+/** `n` zero bytes in pieces of at most CHUNK (views of one shared buffer: do not write to them). */
+export function* zeroChunks(n: number): Generator<Uint8Array> {
+  for (; n > 0; n -= Math.min(n, CHUNK)) yield ZEROS.subarray(0, Math.min(n, CHUNK));
+}
+
 /** Pieces at least this big pass through gatherChunks as they are. */
 const PASS = 256 * 1024;
 
