@@ -19,7 +19,7 @@ import path from 'node:path';
 import { decompress } from '../formats/compress.js';
 import { readCpio } from '../formats/cpio.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { fileIdentity, pruneLeastRecentlyUsed, touch } from '../util/lru.js';
+import { fileIdentityWithDevice, pruneLeastRecentlyUsed, touch } from '../util/lru.js';
 
 /** virtio_mmio's ACPI id (its acpi_device_id table): in a vmlinux, the driver is built in. */
 const ACPI_ID = Buffer.from('LNRO0005');
@@ -102,7 +102,7 @@ export async function drivesVirtioMmio(
   const st = await stat(initrd, { bigint: true });
   const dir = path.join(cacheDir, 'microvm');
   // The initrd can be on any file system: its device is part of its identity here.
-  const base = path.join(dir, `${kernelKey}-${st.dev.toString(16)}-${fileIdentity(st)}`);
+  const base = path.join(dir, `${kernelKey}-${fileIdentityWithDevice(st)}`);
   if (await touch(`${base}.yes`)) return true;
   if (await touch(`${base}.no`)) return false;
   const yes =

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
-import { fileIdentity } from '../util/lru.js';
+import { fileIdentityWithDevice } from '../util/lru.js';
 import { drivesVirtioMmio, readHostTscKhz } from './microvm.js';
 import { pvhKernelFile } from './pvh.js';
 
@@ -146,8 +146,7 @@ export async function bootProbe(qemu: string, accel: Accel, timeoutMs: number): 
  * Cheaper than asking it its version, which costs a qemu start (~40 ms) at every run.
  */
 async function qemuIdentity(qemu: string): Promise<string> {
-  const st = await stat(qemu, { bigint: true });
-  return `${st.dev.toString(16)}-${fileIdentity(st)}`;
+  return fileIdentityWithDevice(await stat(qemu, { bigint: true }));
 }
 
 /** Host state, not image data: kept out of the OCI image-layout cache so the layout stays clean. */

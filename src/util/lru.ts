@@ -14,6 +14,11 @@ export function fileIdentity(st: BigIntStats): string {
   return `${st.ino.toString(16)}-${st.ctimeNs.toString(16)}-${st.size.toString(16)}`;
 }
 
+/** fileIdentity of a file that may be on any file system: its device number first. */
+export function fileIdentityWithDevice(st: BigIntStats): string {
+  return `${st.dev.toString(16)}-${fileIdentity(st)}`;
+}
+
 /** Mark a file as used now; false if it is not there. */
 export async function touch(file: string): Promise<boolean> {
   const now = new Date();
