@@ -334,10 +334,7 @@ export class PackageIndex {
         if (end < 0) end = buf.length;
         tabs.length = 0;
         for (let i = buf.indexOf(TAB, start); i >= 0 && i < end; i = buf.indexOf(TAB, i + 1)) tabs.push(i);
-        if (tabs.length !== RAW_KEYS.length - 1)
-          throw new UserError(
-            `${source}: corrupt parsed index (remove it: the next build parses the index again)`,
-          );
+        if (tabs.length !== RAW_KEYS.length - 1) throw corruptParsedIndex(source);
         const fieldText = (f: number) => buf.toString('utf8', f === 0 ? start : tabs[f - 1]! + 1, tabs[f]!);
         if (arches.includes(fieldText(ARCH_FIELD))) {
           const ref = t * TEXT_STRIDE + start;
