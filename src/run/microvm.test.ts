@@ -99,6 +99,6 @@ describe('qemuArgs on microvm', () => {
     assert.equal(after('-machine'), 'microvm,accel=tcg,acpi=on,rtc=on,auto-kernel-cmdline=off');
     assert.equal(after('-append'), 'console=ttyS0 quiet tsc_early_khz=1996249 tsc=reliable');
     const devices = a.flatMap((x, n) => (x === '-device' ? [a[n + 1]] : []));
-    assert.deepEqual(devices, ['virtio-rng-device', 'virtio-net-device,netdev=net0']);
+    assert.deepEqual(devices, ['virtio-rng-device', 'virtio-net-device,netdev=net0,status=off']);
   });
 });

@@ -383,7 +383,14 @@ function netArgs(opts: MachineOptions): string[] {
       netdev = `bridge,id=net0,br=${optValue(net.bridge)}`;
       break;
   }
-  return ['-netdev', netdev, '-device', `${virtio(opts, 'net')},netdev=net0`];
+  // status=off: the NIC reports no link state, so the guest's driver takes the link as up. With
+  // it, the driver sets the carrier off as it registers the NIC and on again from a work item a
+  // moment later; the kernel handles link changes at most once a second, so the NIC would come
+  // up (IFF_RUNNING, which a DHCP client waits for) a second after the driver loaded: ~0.25 s
+  // of idle boot under TCG here, more when the rest of the boot is faster. Without it the two
+  // changes are handled as one, at once. (The guest then sees no `set_link` from qemu's monitor
+  // and cannot announce itself after a migration: neither is used here.)
+  return ['-netdev', netdev, '-device', `${virtio(opts, 'net')},netdev=net0,status=off`];
 }
 
 function consoleArgs(opts: QemuOptions): string[] {

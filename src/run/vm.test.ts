@@ -67,7 +67,7 @@ describe('qemuArgs for the run qemu flags', () => {
     );
     assert.match(
       user,
-      /-netdev user,id=net0,hostfwd=tcp::2222-:22,hostfwd=udp::5353-:53 -device virtio-net-pci,netdev=net0/,
+      /-netdev user,id=net0,hostfwd=tcp::2222-:22,hostfwd=udp::5353-:53 -device virtio-net-pci,netdev=net0,status=off/,
     );
     assert.match(
       joined(qemuArgs({ ...base, networking: { mode: 'tap', ifname: 'tap0' } })),
