@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { inReleaseExpiry } from '../debian/archive.js';
 import type { InitrdCompression } from '../formats/compress.js';
-import { checkFormats, loadBootloaders, writeOutputs } from '../formats/outputs.js';
+import { loadBootloaders, outputFiles, writeOutputs } from '../formats/outputs.js';
 import { withDataFiles } from '../fs/data.js';
 import { ImageStore } from '../oci/layout.js';
 import { SBOM_LABEL } from '../pkg/build.js';
@@ -81,11 +81,11 @@ export function build(opts: BuildOptions): Promise<BuildResult> {
 }
 
 async function buildIn(opts: BuildOptions): Promise<BuildResult> {
-  checkFormats(opts.formats);
   const files = typeof opts.file === 'string' ? [opts.file] : opts.file;
-  const loaded = await loadConfigFiles(files);
   const name = opts.name ?? defaultOutputName(files);
   const outDir = path.resolve(opts.dir ?? '.');
+  outputFiles(opts.formats, path.join(outDir, name)); // unknown formats, clashes: before any work
+  const loaded = await loadConfigFiles(files);
   const store = new ImageStore(opts.cacheDir);
   await store.init();
   const resolver = new ImageResolver(

@@ -7,7 +7,7 @@ import { runTool, skipUnless } from '../../test/tools.js';
 import type { Assembled } from '../build/assemble.js';
 import { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
-import { bootloaderPackages, checkFormats, writeOutputs } from './outputs.js';
+import { bootloaderPackages, checkFormats, FORMATS, outputFiles, writeOutputs } from './outputs.js';
 
 const MIB = 1 << 20;
 
@@ -74,6 +74,38 @@ describe('writeOutputs', () => {
       'k-kernel',
       'k.iso',
     ]);
+  });
+
+  test('each format writes the files outputFiles names; a clash is refused before any work', async () => {
+    const s = system();
+    // kernel+squashfs's small initramfs runs the image's busybox
+    s.root.set(fsEntry({ path: 'bin/busybox', kind: 'file', mode: 0o755, data: Buffer.from('x') }));
+    for (const f of FORMATS) {
+      const prefix = path.join(dir, 'each', f.replace(/\W/g, '_'), 'x');
+      mkdirSync(path.dirname(prefix), { recursive: true });
+      const files = await writeOutputs(s, [f], prefix, { boot: boot(), size: 64 * MIB });
+      assert.deepEqual(files.sort(), outputFiles([f], prefix).sort(), f);
+    }
+    assert.deepEqual(
+      outputFiles(['kernel+initrd', 'kernel+iso', 'kernel+initrd'], '/o/k').map((f) => path.basename(f)),
+      ['k-kernel', 'k-initrd.img', 'k-cmdline', 'k.iso'],
+    );
+    for (const [a, b, file] of [
+      ['vhd', 'dynamic-vhd', 'c.vhd'],
+      ['kernel+iso', 'iso-bios', 'c.iso'],
+      ['kernel+initrd', 'kernel+squashfs', 'c-initrd.img'],
+    ] as const) {
+      const prefix = path.join(dir, 'clash', 'c');
+      mkdirSync(path.dirname(prefix), { recursive: true });
+      await assert.rejects(
+        writeOutputs(system(), [a, b], prefix, { boot: boot(), size: 64 * MIB }),
+        (e: Error) =>
+          e instanceof UserError &&
+          e.message.includes(`formats ${a} and ${b} both write`) &&
+          e.message.endsWith(`${file}: build them separately`),
+      );
+      assert.deepEqual(readdirSync(path.dirname(prefix)), [], 'nothing written, no scratch file either');
+    }
   });
 
   test('every disk and ISO format, with the file names upstream uses', {

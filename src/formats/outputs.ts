@@ -295,6 +295,49 @@ const writers: Record<string, Writer> = {
   azure: async (ctx) => [wrapped(ctx, 'azure', await biosDisk(ctx, 'azure'))],
 };
 
+/**
+ * The files each format writes, as suffixes of DIR/NAME, so that two formats that would write
+ * one file are refused before any work (a disk image can take minutes). Only NAME-kernel and
+ * NAME-cmdline may be shared: every format that writes them writes the same bytes.
+ */
+const FILES: Record<string, string[]> = {
+  'kernel+initrd': ['-kernel', '-initrd.img', '-cmdline'],
+  'kernel+iso': ['-kernel', '-cmdline', '.iso'],
+  'iso-bios': ['.iso'],
+  'iso-efi': ['-efi.iso'],
+  'iso-efi-initrd': ['-efi-initrd.iso'],
+  'raw-bios': ['-bios.img'],
+  'raw-efi': ['-efi.img'],
+  'tar-kernel-initrd': ['-initrd.tar'],
+  tar: ['.tar'],
+  docker: ['.docker'],
+  'kernel+squashfs': ['-kernel', '-squashfs.img', '-initrd.img', '-cmdline'],
+  'qcow2-bios': ['.qcow2'],
+  'qcow2-efi': ['-efi.qcow2'],
+  vhd: ['.vhd'],
+  'dynamic-vhd': ['.vhd'],
+  vmdk: ['.vmdk'],
+  gcp: ['.img.tar.gz'],
+  aws: ['.raw'],
+  azure: ['-azure.vhd'],
+};
+const SHARED_FILES = new Set(['-kernel', '-cmdline']);
+
+/** The files `formats` write under `prefix` (see FILES), or a UserError naming a clash. */
+export function outputFiles(formats: string[], prefix: string): string[] {
+  checkFormats(formats);
+  const by = new Map<string, string>();
+  for (const f of new Set(formats)) {
+    for (const suffix of FILES[f]!) {
+      const other = by.get(suffix);
+      if (other !== undefined && !SHARED_FILES.has(suffix))
+        throw new UserError(`formats ${other} and ${f} both write ${prefix}${suffix}: build them separately`);
+      by.set(suffix, other ?? f);
+    }
+  }
+  return [...by.keys()].map((suffix) => `${prefix}${suffix}`);
+}
+
 /** Boot loader packages each format needs (package directory names under pkg/). */
 const BOOTLOADERS: Record<string, string[]> = {
   'iso-bios': [SYSLINUX],
@@ -365,7 +408,7 @@ export async function writeOutputs(
   prefix: string,
   opts: WriteOptions = {},
 ): Promise<string[]> {
-  checkFormats(formats);
+  outputFiles(formats, prefix); // a clash is refused here, before any writer runs
   formats = [...new Set(formats)];
   // The compressed cpio streams straight into NAME-initrd.img (compressed on every core as the
   // cpio is written). Formats that put it inside an image read it: it is made up front, into a
