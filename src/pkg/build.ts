@@ -28,8 +28,8 @@ import { addUserFiles, userFiles } from './users.js';
 /** Image config label holding the package's SPDX 2.3 JSON SBOM (in the config, not in a layer: no bytes in the initrd). */
 export const SBOM_LABEL = 'org.linuxkit.sbom.spdx';
 
-/** Bumped when the builder's output for the same inputs changes, so old tags are not reused. */
-const BUILDER_VERSION = '2';
+/** Bumped when the builder's output for the same inputs changes, so old tags are not reused (3: modules.alias). */
+const BUILDER_VERSION = '3';
 
 /** Paths Debian packages ship that a minimal image never needs (build.yml's prune adds more). */
 const DEFAULT_PRUNE = [

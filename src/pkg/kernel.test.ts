@@ -1,6 +1,7 @@
 /**
- * The kernel image from Debian's real cloud kernel: the module closure and modules.dep we
- * write are checked against what the real depmod computes over the whole module tree.
+ * The kernel image from Debian's real cloud kernel: the module closure, modules.dep and
+ * modules.alias we write are checked against what the real depmod computes over the whole
+ * module tree.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,7 +14,7 @@ import { dataBytes } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import { kernelImageTree } from './kernel.js';
 
-test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writes it', {
+test('kernel image: bzImage, only the wanted modules, modules.dep and modules.alias as depmod writes them', {
   ...skipUnless('depmod', 'kmod'),
   timeout: 300_000,
 }, async () => {
@@ -38,6 +39,15 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
         return [m!, deps!.trim().split(' ').filter(Boolean)] as const;
       }),
   );
+  const aliasLines = (text: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('alias '))
+      .sort();
+  const ourAliases = aliasLines(
+    new TextDecoder().decode(dataBytes(mods.get(`lib/modules/${version}/modules.alias`)!.data)),
+  );
+  assert.ok(ourAliases.includes('alias virtio:d00000001v* virtio_net'), 'a virtio NIC finds its driver');
   const kos = mods.entries().filter((e) => e.path.endsWith('.ko'));
   assert.equal(kos.length, ours.size, 'every shipped module has a modules.dep line');
   assert.ok(kos.length >= wanted.length && kos.length < 30, `a small closure, got ${kos.length}`);
@@ -64,6 +74,14 @@ test('kernel image: bzImage, only the wanted modules, modules.dep as depmod writ
           const [m, deps] = l.split(':');
           return [m!, deps!.trim().split(' ').filter(Boolean)] as const;
         }),
+    );
+    // The real modules.alias, cut down to the modules we ship.
+    const shipped = new Set(kos.map((e) => path.basename(e.path, '.ko').replace(/-/g, '_')));
+    assert.deepEqual(
+      ourAliases,
+      aliasLines(await readFile(path.join(root, 'lib/modules', version, 'modules.alias'), 'utf8')).filter(
+        (l) => shipped.has(l.slice(l.lastIndexOf(' ') + 1)),
+      ),
     );
     for (const [m, deps] of ours) {
       assert.ok(real.has(m), `${m} is a real module`);

@@ -2,10 +2,12 @@
  * Turn an unpacked Debian kernel package into a LinuxKit kernel image:
  *   /kernel      the bzImage (boot/vmlinuz-VERSION)
  *   /kernel.tar  lib/modules/VERSION/ with only the wanted modules and their dependencies, a
- *                modules.dep for them (Debian runs depmod in postinst; we never run scripts),
- *                modules.builtin, and etc/modules-load.d/linuxkit.conf naming the wanted
- *                modules for init to load. `extra` modules ship too (for modprobe by name,
- *                e.g. by a container) but are not loaded at boot.
+ *                modules.dep and modules.alias for them (Debian runs depmod in postinst; we
+ *                never run scripts), modules.builtin, and etc/modules-load.d/linuxkit.conf
+ *                naming the wanted modules for init to load. `extra` modules ship too but are
+ *                not named there: init loads a driver when its device is present (its modalias
+ *                in modules.alias), the kernel asks for others by alias (`fs-vfat`,
+ *                `rtnl-link-bridge`), a container by name.
  * Shipping all 1,100 modules would put ~91 MB into every image; the virtio set is ~1 MB.
  */
 
@@ -13,7 +15,7 @@ import { dataBytes } from '../fs/data.js';
 import { treeToTar } from '../fs/layer.js';
 import { FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
-import { indexModules, moduleClosure, moduleKey, modulesDep } from './kmod.js';
+import { indexModules, moduleClosure, moduleKey, modulesAlias, modulesDep } from './kmod.js';
 
 export function kernelImageTree(pkg: FsTree, wanted: string[], extra: string[] = []): FsTree {
   const kernels = pkg.entries().filter((e) => e.kind === 'file' && /^boot\/vmlinuz-/.test(e.path));
@@ -56,6 +58,7 @@ export function kernelImageTree(pkg: FsTree, wanted: string[], extra: string[] =
       dirs,
     );
   text(`${modRoot}/modules.dep`, modulesDep(index, mods));
+  text(`${modRoot}/modules.alias`, modulesAlias(mods));
   if (builtinText) text(`${modRoot}/modules.builtin`, new TextDecoder().decode(builtinText));
   const load = wanted.filter((w) => !builtin.has(moduleKey(w)));
   text('etc/modules-load.d/linuxkit.conf', load.length ? `${load.join('\n')}\n` : '');

@@ -13,6 +13,11 @@
  * modules.dep has one line per module, paths relative to lib/modules/VERSION:
  *   kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
  * modprobe loads the listed dependencies from last to first, then the module itself.
+ *
+ * modules.alias maps the names the kernel and init ask for to modules: a device's modalias
+ * (`virtio:d00000001v00001AF4`), a file system (`fs-vfat`), a link type (`rtnl-link-bridge`).
+ * One line per `alias=` of each module, a shell pattern then the module's name:
+ *   alias virtio:d00000001v* virtio_net
  */
 
 import { dataBytes, type FileData } from '../fs/data.js';
@@ -68,6 +73,8 @@ export interface ModuleFile {
   path: string;
   name: string;
   depends: string[];
+  /** Its `alias=` patterns, as in .modinfo. */
+  aliases: string[];
 }
 
 /**
@@ -85,7 +92,7 @@ export function indexModules(files: { path: string; data: FileData | undefined }
       .split(',')
       .filter((d) => d !== '')
       .map(moduleKey);
-    byName.set(name, { path: f.path, name, depends });
+    byName.set(name, { path: f.path, name, depends, aliases: info.get('alias') ?? [] });
   }
   return byName;
 }
@@ -128,5 +135,13 @@ export function modulesDep(index: Map<string, ModuleFile>, mods: ModuleFile[]): 
     const deps = moduleClosure(index, m.depends).map((d) => d.path);
     lines.push(`${m.path}:${deps.length ? ` ${deps.reverse().join(' ')}` : ''}`);
   }
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** modules.alias text for a set of modules: each module's aliases, modules in path order. */
+export function modulesAlias(mods: ModuleFile[]): string {
+  const lines: string[] = [];
+  for (const m of [...mods].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)))
+    for (const a of m.aliases) lines.push(`alias ${a} ${m.name}`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }

@@ -62,6 +62,13 @@ files:
     // Host keys were made at boot, in the container: never in the image.
     const keys = await ssh('ls /etc/ssh/');
     assert.match(keys.stdout, /ssh_host_ed25519_key\.pub/);
+    // A shipped module the kernel asks for by alias when a feature is first used: a bridge link
+    // makes it run modprobe for `rtnl-link-bridge`, which modules.alias maps to bridge.
+    const br = await ssh(
+      'ip link add lkbr0 type bridge && ip link del lkbr0 && grep -c "^bridge " /proc/modules',
+    );
+    assert.equal(br.code, 0, br.stderr);
+    assert.equal(br.stdout.trim(), '1');
     // The guest's clocks: the date from its RTC, and time that passes at the host's pace (on
     // microvm the TSC's frequency comes from the host, see src/run/microvm.ts).
     const clock = async () => {
