@@ -5,9 +5,8 @@
  *                modules.dep and modules.alias for them (Debian runs depmod in postinst; we
  *                never run scripts), modules.builtin, and etc/modules-load.d/linuxkit.conf
  *                naming the wanted modules for init to load. `extra` modules ship too but are
- *                not named there: init loads a driver when its device is present (its modalias
- *                in modules.alias), the kernel asks for others by alias (`fs-vfat`,
- *                `rtnl-link-bridge`), a container by name.
+ *                not loaded at boot: a container may `modprobe NAME`, and the kernel asks for
+ *                one by alias when a feature is first used (`fs-vfat`, `rtnl-link-bridge`).
  * Shipping all 1,100 modules would put ~91 MB into every image; the virtio set is ~1 MB.
  */
 

@@ -14,8 +14,8 @@
  *   kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
  * modprobe loads the listed dependencies from last to first, then the module itself.
  *
- * modules.alias maps the names the kernel and init ask for to modules: a device's modalias
- * (`virtio:d00000001v00001AF4`), a file system (`fs-vfat`), a link type (`rtnl-link-bridge`).
+ * modules.alias maps the names the kernel asks modprobe for to modules: a file system
+ * (`fs-vfat`), a link type (`rtnl-link-bridge`), a device's modalias (`virtio:d00000001v00001AF4`).
  * One line per `alias=` of each module, a shell pattern then the module's name:
  *   alias virtio:d00000001v* virtio_net
  */
