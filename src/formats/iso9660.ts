@@ -39,7 +39,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { dataBytes, dataChunks, type FileData, zeroChunks } from '../fs/data.js';
-import { FILE_TYPE_BITS, type FsEntry, type FsTree } from '../fs/tree.js';
+import { byPath, FILE_TYPE_BITS, type FsEntry, type FsTree } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 import { crc32, type MbrPartition, writeMbr } from './partition.js';
 
@@ -402,7 +402,7 @@ function layoutIso9660(
     length: 0,
   });
   const root = mkNode(rootEntry, '', undefined);
-  const byPath = new Map<string, Node>([['', root]]);
+  const nodeByPath = new Map<string, Node>([['', root]]);
   const entries = tree.entries();
   if (hasBoot && tree.has(catalogPath))
     throw new UserError(`the ISO tree already has ${catalogPath}, where the boot catalog goes`);
@@ -417,22 +417,22 @@ function layoutIso9660(
       data: new Uint8Array(LB),
     };
     entries.push(cat);
-    entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    entries.sort(byPath);
   }
   let catalogNode: Node | undefined;
   for (const e of entries) {
     const slash = e.path.lastIndexOf('/');
     const parentPath = slash < 0 ? '' : e.path.slice(0, slash);
-    const parent = byPath.get(parentPath);
+    const parent = nodeByPath.get(parentPath);
     if (parent?.entry.kind !== 'dir') throw new UserError(`ISO: ${e.path} has no parent directory`);
     const node = mkNode(e, e.path.slice(slash + 1), parent);
     parent.children.push(node);
-    byPath.set(e.path, node);
+    nodeByPath.set(e.path, node);
     if (hasBoot && e.path === catalogPath) catalogNode = node;
   }
   const bootNode = (p: string | undefined, what: string) => {
     if (p === undefined) return undefined;
-    const n = byPath.get(p);
+    const n = nodeByPath.get(p);
     if (n?.entry.kind !== 'file')
       throw new UserError(`ISO ${what} boot image ${p} is not a file in the tree`);
     return n;

@@ -74,6 +74,10 @@ export interface DirDefaults {
   mtime?: number;
 }
 
+/** Orders things by path, byte-wise (not by locale), so a parent comes before its children. */
+export const byPath = (a: { path: string }, b: { path: string }): number =>
+  a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+
 export class FsTree {
   private readonly map = new Map<string, FsEntry>();
 
@@ -138,7 +142,7 @@ export class FsTree {
 
   /** All entries in a stable order in which every parent precedes its children. */
   entries(): FsEntry[] {
-    return [...this.map.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return [...this.map.values()].sort(byPath);
   }
 
   /** Copy every entry of `other` under `prefix` (e.g. `containers/onboot/000-x/rootfs`). */

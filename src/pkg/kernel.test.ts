@@ -13,6 +13,7 @@ import { debianCloudKernel } from '../debian/testing.js';
 import { dataBytes } from '../fs/data.js';
 import { treeFromTar } from '../fs/layer.js';
 import { kernelImageTree } from './kernel.js';
+import { moduleKey } from './kmod.js';
 
 test('kernel image: bzImage, only the wanted modules, modules.dep and modules.alias as depmod writes them', {
   ...skipUnless('depmod', 'kmod'),
@@ -76,7 +77,7 @@ test('kernel image: bzImage, only the wanted modules, modules.dep and modules.al
         }),
     );
     // The real modules.alias, cut down to the modules we ship.
-    const shipped = new Set(kos.map((e) => path.basename(e.path, '.ko').replace(/-/g, '_')));
+    const shipped = new Set(kos.map((e) => moduleKey(path.basename(e.path, '.ko'))));
     assert.deepEqual(
       ourAliases,
       aliasLines(await readFile(path.join(root, 'lib/modules', version, 'modules.alias'), 'utf8')).filter(

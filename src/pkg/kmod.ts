@@ -21,6 +21,7 @@
  */
 
 import { dataBytes, type FileData } from '../fs/data.js';
+import { byPath } from '../fs/tree.js';
 import { UserError } from '../util/errors.js';
 
 /** Module names are compared with '-' and '_' treated alike, as modprobe does. */
@@ -130,7 +131,7 @@ export function moduleClosure(
 /** modules.dep text for a set of modules; every module's full dependency list, nearest first. */
 export function modulesDep(index: Map<string, ModuleFile>, mods: ModuleFile[]): string {
   const lines: string[] = [];
-  for (const m of [...mods].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+  for (const m of [...mods].sort(byPath)) {
     // Load order of the dependencies (deepest first); modules.dep lists them the other way round.
     const deps = moduleClosure(index, m.depends).map((d) => d.path);
     lines.push(`${m.path}:${deps.length ? ` ${deps.reverse().join(' ')}` : ''}`);
@@ -141,7 +142,6 @@ export function modulesDep(index: Map<string, ModuleFile>, mods: ModuleFile[]): 
 /** modules.alias text for a set of modules: each module's aliases, modules in path order. */
 export function modulesAlias(mods: ModuleFile[]): string {
   const lines: string[] = [];
-  for (const m of [...mods].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)))
-    for (const a of m.aliases) lines.push(`alias ${a} ${m.name}`);
+  for (const m of [...mods].sort(byPath)) for (const a of m.aliases) lines.push(`alias ${a} ${m.name}`);
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
